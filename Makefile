@@ -1,0 +1,48 @@
+# Everything bootstraps itself: a .venv with the project installed, and the Debian
+# packages the tests drive (SIPp). Each step is idempotent and skipped when done.
+SHELL := /bin/bash
+PYTHON_SYSTEM ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Debian packages the test suite and benchmarks use.
+DEBIAN_PACKAGES := sip-tester
+SIP ?= 127.0.0.1:5060
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test bench lint typecheck debian-packages clean
+
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+debian-packages:
+	@missing=""; \
+	for package in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "ok installed" || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: $(STAMP)
+	$(PYTHON) -m softswitch run --sip $(SIP)
+
+lint: $(STAMP)
+	$(PYTHON) -m ruff check softswitch cloudpbx custcon_api sip_tests
+
+typecheck: $(STAMP)
+	$(PYTHON) -m mypy softswitch
+
+test: $(STAMP) debian-packages lint typecheck
+	$(PYTHON) -m pytest -q
+
+bench: $(STAMP) debian-packages
+	$(PYTHON) -m softswitch.benchmarks.parser
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

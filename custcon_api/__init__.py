@@ -1,0 +1,1 @@
+"""The Customer Control API (FastAPI) and portal; it imports `cloudpbx` only."""

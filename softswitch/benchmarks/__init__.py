@@ -1,0 +1,1 @@
+"""Load and speed benchmarks (`make bench`); they print figures and never assert timings."""
