@@ -295,7 +295,8 @@ class Via:
         return format_host_port(self.host, self.port)
 
     def __str__(self) -> str:
-        return f"{self.protocol}/{self.transport} {self.sent_by}{format_parameters(self.parameters)}"
+        parameters = format_parameters(self.parameters)
+        return f"{self.protocol}/{self.transport} {self.sent_by}{parameters}"
 
 
 _SIMPLE_VIA_RE = re.compile(
@@ -419,7 +420,9 @@ class NameAddress:
         return number
 
     def copy(self) -> NameAddress:
-        copied = NameAddress(self._uri_text, self.display_name, dict(self.parameters), self.wildcard)
+        copied = NameAddress(
+            self._uri_text, self.display_name, dict(self.parameters), self.wildcard
+        )
         copied._uri = self._uri
         return copied
 

@@ -28,8 +28,8 @@ from typing import Any, TypeVar
 
 from .errors import RemoteProtocolError
 from .headers import (
-    MULTI_VALUE_KEYS,
     KNOWN_SPELLINGS,
+    MULTI_VALUE_KEYS,
     SINGLE_VALUE_KEYS,
     CSeq,
     MediaType,
@@ -300,7 +300,9 @@ def _parse_vias(headers: Headers) -> list[Via]:
     return vias
 
 
-def _parse_address_list(key: str, allow_wildcard: bool = False) -> Callable[[Headers], list[NameAddress]]:
+def _parse_address_list(
+    key: str, allow_wildcard: bool = False
+) -> Callable[[Headers], list[NameAddress]]:
     def parse(headers: Headers) -> list[NameAddress]:
         addresses: list[NameAddress] = []
         for value in headers.values_of(key):
@@ -402,6 +404,33 @@ _parse_authorizations = _parse_credentials("authorization")
 _parse_proxy_authorizations = _parse_credentials("proxy-authorization")
 _parse_www_authenticates = _parse_challenges("www-authenticate")
 _parse_proxy_authenticates = _parse_challenges("proxy-authenticate")
+
+
+# Every header `validate()` parses, with its parser.
+_VALIDATED_HEADERS: tuple[tuple[str, Callable[[Headers], Any]], ...] = (
+    ("via", _parse_vias),
+    ("from", _parse_from),
+    ("to", _parse_to),
+    ("call-id", _parse_call_id),
+    ("cseq", _parse_cseq),
+    ("max-forwards", _parse_max_forwards),
+    ("contact", _parse_contacts),
+    ("route", _parse_routes),
+    ("record-route", _parse_record_routes),
+    ("content-type", _parse_content_type),
+    ("accept", _parse_accept),
+    ("expires", _parse_expires),
+    ("min-expires", _parse_min_expires),
+    ("require", _parse_require),
+    ("proxy-require", _parse_proxy_require),
+    ("supported", _parse_supported),
+    ("allow", _parse_allow),
+    ("unsupported", _parse_unsupported),
+    ("authorization", _parse_authorizations),
+    ("proxy-authorization", _parse_proxy_authorizations),
+    ("www-authenticate", _parse_www_authenticates),
+    ("proxy-authenticate", _parse_proxy_authenticates),
+)
 
 
 class Message:
@@ -528,37 +557,16 @@ class Message:
                     count += 1
             if count > 1:
                 raise RemoteProtocolError(f"{key} header appears {count} times")
-        self.vias
-        self.from_address
-        self.to_address
-        self.call_id
-        self.cseq
-        self.max_forwards
-        self.contacts
-        self.routes
-        self.record_routes
-        self.content_type
-        self.accept
-        self.expires
-        self.min_expires
-        self.require
-        self.proxy_require
-        self.supported
-        self.allow
-        self.unsupported
-        self.authorizations
-        self.proxy_authorizations
-        self.www_authenticates
-        self.proxy_authenticates
+        for key, parse in _VALIDATED_HEADERS:
+            headers.typed(key, parse)
         date = headers.first_value("date")
         if date is not None:
             check_date(date)
-        # URIs are parsed lazily; validation forces them.
-        for address in (self.from_address, self.to_address, *self.contacts):
-            if not address.wildcard:
-                address.uri
-        for address in (*self.routes, *self.record_routes):
-            address.uri
+        # URIs inside name-addr values are parsed lazily; validation forces them.
+        addresses = [self.from_address, self.to_address, *self.routes, *self.record_routes]
+        addresses.extend(contact for contact in self.contacts if not contact.wildcard)
+        for address in addresses:
+            _ = address.uri
 
     # -- serialization ------------------------------------------------------------------
     def start_line(self) -> str:
@@ -639,7 +647,7 @@ class Request(Message):
         Max-Forwards is not required: RFC 2543 requests lack it and RFC 4475 §3.4.1 says
         they must be accepted.
         """
-        self.uri
+        _ = self.uri
         super().validate()
         if self.cseq.method != self.method:
             raise RemoteProtocolError(

@@ -51,7 +51,9 @@ _SIP_URI_RE = re.compile(
     """,
     re.VERBOSE,
 )
-_TEL_URI_RE = re.compile(r"[Tt][Ee][Ll]:(?P<number>[0-9A-Fa-f+\-.()*#pPwW]+)(?P<parameters>(?:;[^;\s<>\"]+)*)")
+_TEL_URI_RE = re.compile(
+    r"[Tt][Ee][Ll]:(?P<number>[0-9A-Fa-f+\-.()*#pPwW]+)(?P<parameters>(?:;[^;\s<>\"]+)*)"
+)
 _ABSOLUTE_URI_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+\-.]*):(?P<opaque>[^\s<>\"]+)")
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 
@@ -83,7 +85,10 @@ def _split_parameters(text: str) -> dict[str, str | None]:
 
 
 def _comparable_parameters(parameters: dict[str, str | None]) -> dict[str, str]:
-    return {unescape(name).lower(): unescape(value or "").lower() for name, value in parameters.items()}
+    return {
+        unescape(name).lower(): unescape(value or "").lower()
+        for name, value in parameters.items()
+    }
 
 
 @dataclass(slots=True, eq=False)

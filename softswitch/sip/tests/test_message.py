@@ -153,7 +153,9 @@ def test_name_address_forms() -> None:
     assert str(quoted) == '"Alice \\"A\\"" <sip:alice@example.com>;tag=2'
     instance = parse_name_address('sip:a@b;+sip.instance="<urn:uuid:1>"')
     assert instance.parameters["+sip.instance"] == '"<urn:uuid:1>"'
-    for bad in ('"unterminated <sip:a@b>', "<sip:a@b", "a,b <sip:a@b>", "sip:a@b?x=y", "< sip:a@b>"):
+    bad_values = ('"unterminated <sip:a@b>', "<sip:a@b", "a,b <sip:a@b>", "sip:a@b?x=y",
+                  "< sip:a@b>")
+    for bad in bad_values:
         with pytest.raises(RemoteProtocolError):
             address = parse_name_address(bad)
             address.uri  # noqa: B018
@@ -170,7 +172,9 @@ def test_missing_mandatory_headers_and_duplicates() -> None:
     no_call_id = parse_message(OPTIONS.replace(b"Call-ID: options-1@127.0.0.2\r\n", b""))
     with pytest.raises(RemoteProtocolError):
         no_call_id.validate()
-    duplicated = parse_message(OPTIONS.replace(b"CSeq: 1 OPTIONS\r\n", b"CSeq: 1 OPTIONS\r\nCSeq: 2 OPTIONS\r\n"))
+    duplicated = parse_message(
+        OPTIONS.replace(b"CSeq: 1 OPTIONS\r\n", b"CSeq: 1 OPTIONS\r\nCSeq: 2 OPTIONS\r\n")
+    )
     with pytest.raises(RemoteProtocolError):
         duplicated.validate()
     with pytest.raises(RemoteProtocolError):
