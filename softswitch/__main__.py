@@ -1,0 +1,202 @@
+"""The `softswitch` command: wiring only, no SIP logic.
+
+Rules:
+- `softswitch run --sip HOST:PORT` listens on UDP and TCP on one address (`[::1]:5060`
+  for IPv6), on a uvloop event loop, answers with `softswitch.element`, and runs until
+  SIGTERM or SIGINT, then exits 0. It logs one line when it is listening and one line of
+  counters when it stops. Malformed input is logged by the transport driver as one
+  warning line without a traceback, and counted; so is any error in our own code on the
+  receive path (the loop's exception handler also logs one line, never a traceback).
+- `softswitch check-message FILE...` parses each file's bytes as one datagram with
+  `parse_message` and `validate()`, and prints `FILE: valid` or
+  `FILE: invalid (STATUS reason)`. Exit status: 0 when every file is valid, 1 when any
+  is invalid, 2 when any file cannot be read (printed as `FILE: unreadable (error)`), as
+  grep and diff use 2 for trouble.
+- Exit status 2 also for a usage error (argparse), an address that is not an IP
+  literal or is unspecified (0.0.0.0, ::: it goes into our Via headers), or one that
+  cannot be bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvloop
+
+from softswitch.element import Element
+from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
+from softswitch.sip.errors import RemoteProtocolError
+from softswitch.sip.flows import Address
+from softswitch.sip.message import parse_message
+from softswitch.transport.driver import SipTransportDriver, describe_exception
+
+__all__ = ["main", "parse_host_port"]
+
+logger = logging.getLogger("softswitch")
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_TROUBLE = 2
+
+
+def parse_host_port(text: str) -> Address:
+    """`127.0.0.1:5060` or `[::1]:5060` -> (host, port); the host must be an IP literal.
+
+    Raises:
+        ValueError: anything else (a name would need resolving; the core never resolves).
+    """
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
+        port_text = rest[1:]
+    else:
+        host, colon, port_text = text.rpartition(":")
+        if not colon or ":" in host:
+            raise ValueError(f"expected HOST:PORT or [IPv6]:PORT, got {text!r}")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError as error:
+        raise ValueError(f"{host!r} is not an IP address") from error
+    if text.startswith("[") and address.version != 6:
+        raise ValueError(f"{host!r} in brackets is not an IPv6 address")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{port_text!r} is not a port number")
+    return (str(address), int(port_text))
+
+
+def _format_counters(counters: dict[str, int]) -> str:
+    return " ".join(f"{name}={value}" for name, value in sorted(counters.items())) or "none"
+
+
+def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """One line for an exception asyncio caught for us: never a traceback in the log."""
+    error = context.get("exception")
+    detail = describe_exception(error) if isinstance(error, BaseException) else ""
+    logger.error("event loop: %s %s", context.get("message", ""), detail)
+
+
+async def _serve(host: str, port: int) -> int:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_log_loop_exception)
+    try:
+        driver = await SipTransportDriver.open(
+            host,
+            port,
+            lambda address: SipEndpoint(
+                EndpointConfig(local_host=address[0], local_port=address[1])
+            ),
+        )
+    except OSError as error:
+        logger.error("cannot listen on %s: %s", _format_address((host, port)), error)
+        return EXIT_TROUBLE
+    element = Element(driver.endpoint)
+    driver.set_event_handler(element.handle_event)
+
+    stopping = asyncio.Event()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stopping.set)
+    logger.info("softswitch listening on udp+tcp %s", _format_address(driver.local_address))
+    try:
+        await stopping.wait()
+    finally:
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signal_number)
+        await driver.close()
+    logger.info("softswitch stopped; transport counters: %s", _format_counters(driver.counters))
+    logger.info(
+        "softswitch stopped; endpoint counters: %s", _format_counters(driver.endpoint.counters)
+    )
+    logger.info("softswitch stopped; element counters: %s", _format_counters(element.counters))
+    return EXIT_OK
+
+
+def _format_address(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _run(arguments: argparse.Namespace) -> int:
+    try:
+        host, port = parse_host_port(arguments.sip)
+    except ValueError as error:
+        logger.error("--sip: %s", error)
+        return EXIT_TROUBLE
+    if ipaddress.ip_address(host).is_unspecified:
+        # The address is written in our Via headers (RFC 3261 §18.1.1): peers must be
+        # able to answer to it.
+        logger.error("--sip: %s is not an address peers can reach; name a specific one", host)
+        return EXIT_TROUBLE
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_serve(host, port))
+
+
+def _check_messages(arguments: argparse.Namespace) -> int:
+    status = EXIT_OK
+    for name in arguments.files:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as error:
+            sys.stdout.write(f"{name}: unreadable ({error.strerror or error})\n")
+            status = EXIT_TROUBLE
+            continue
+        try:
+            message = parse_message(data)
+            message.validate()
+        except RemoteProtocolError as error:
+            sys.stdout.write(f"{name}: invalid ({error.status_code} {error.reason})\n")
+            status = max(status, EXIT_INVALID)
+            continue
+        sys.stdout.write(f"{name}: valid\n")
+    return status
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="softswitch", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the SIP element")
+    run.add_argument(
+        "--sip",
+        required=True,
+        metavar="HOST:PORT",
+        help="address to listen on, UDP and TCP (IPv6: [::1]:5060)",
+    )
+    run.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="logging threshold (default INFO)",
+    )
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser(
+        "check-message", help="parse and validate raw SIP messages, one per file"
+    )
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.set_defaults(handler=_check_messages)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (`softswitch`, `python -m softswitch`)."""
+    arguments = _build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(arguments, "log_level", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler = arguments.handler
+    result: int = handler(arguments)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
