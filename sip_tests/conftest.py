@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CORPUS = REPO_ROOT.parent / "shared" / "conformance" / "rfc4475"
+
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 START_TIMEOUT = 15.0

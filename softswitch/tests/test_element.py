@@ -11,7 +11,6 @@ alone, so the tests read the element's decisions without depending on the endpoi
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -29,8 +28,8 @@ from softswitch.sip.errors import RemoteProtocolError
 from softswitch.sip.events import CancelReceived, RequestReceived
 from softswitch.sip.flows import Flow, Transport
 from softswitch.sip.message import Headers, Request, Response, parse_message
+from softswitch.sip.tests.corpus import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "rfc4475"
 MANIFEST = {
     row["name"]: row
     for row in csv.DictReader((CORPUS / "MANIFEST.tsv").open(encoding="utf-8"), delimiter="\t")

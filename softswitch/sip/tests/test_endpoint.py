@@ -14,7 +14,6 @@ import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -35,13 +34,13 @@ from softswitch.sip.events import (
 )
 from softswitch.sip.flows import Address, Flow, Transport
 from softswitch.sip.message import Headers, Request, Response, parse_message
+from softswitch.sip.tests.corpus import CORPUS
 from softswitch.sip.transaction import (
     ClientInviteState,
     ServerInviteState,
     ServerNonInviteState,
 )
 
-CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "conformance" / "rfc4475"
 MANIFEST = {
     row["name"]: row
     for row in csv.DictReader((CORPUS / "MANIFEST.tsv").open(encoding="utf-8"), delimiter="\t")

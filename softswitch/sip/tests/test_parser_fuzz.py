@@ -8,15 +8,13 @@ framing), `validate()`, every typed accessor, serialization and a re-parse.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from softswitch.sip import RemoteProtocolError, Request, SipError, parse_message
 from softswitch.sip.framing import StreamFramer
+from softswitch.sip.tests.corpus import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "conformance" / "rfc4475"
 SAMPLES = [path.read_bytes() for path in sorted(CORPUS.glob("*.dat"))]
 
 ACCESSORS = (

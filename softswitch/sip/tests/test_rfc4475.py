@@ -8,7 +8,6 @@ Liberal-acceptance choices (RFC 4475 allows either way; we reject, see README):
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 
@@ -20,9 +19,9 @@ from softswitch.sip import (
     SipUri,
     parse_message,
 )
+from softswitch.sip.tests.corpus import CORPUS
 from softswitch.sip.uri import unescape
 
-CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "conformance" / "rfc4475"
 MANIFEST = {
     row["name"]: row
     for row in csv.DictReader((CORPUS / "MANIFEST.tsv").open(encoding="utf-8"), delimiter="\t")
