@@ -31,9 +31,9 @@ import pytest
 
 from softswitch.sip.errors import RemoteProtocolError
 from softswitch.sip.message import Headers, Request, Response, parse_message
+from softswitch.sip.tests.corpus import CORPUS
 
 from .conftest import (
-    CORPUS,
     SCENARIOS,
     RunningElement,
     free_port,
