@@ -38,6 +38,7 @@ from .headers import (
     Via,
     canonical_key,
     check_date,
+    display_name,
     parse_call_id,
     parse_cseq,
     parse_max_forwards,
@@ -143,6 +144,9 @@ T = TypeVar("T")
 _FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
 _FOLD_SEARCH_RE = re.compile("\r\n[ \t]")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+# Key of the typed cache entry that records a successful validate(); any header
+# mutation removes it.
+_VALIDATED = "\0validated"
 _COMMON_METHODS = frozenset(
     {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK",
      "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"}
@@ -166,8 +170,6 @@ class Headers:
 
     @staticmethod
     def _field(name: str, value: str) -> tuple[str, str, str]:
-        from .headers import display_name
-
         key = canonical_key(name)
         written = display_name(key) if name == key else name
         return (key, written, value)
@@ -208,6 +210,7 @@ class Headers:
         field = self._field(name, value)
         self._fields.append(field)
         self._typed.pop(field[0], None)
+        self._typed.pop(_VALIDATED, None)
 
     def insert_first(self, name: str, value: str) -> None:
         """Put a header line before every other line of the same header (e.g. our Via)."""
@@ -220,6 +223,7 @@ class Headers:
         else:
             self._fields.append(field)
         self._typed.pop(key, None)
+        self._typed.pop(_VALIDATED, None)
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of a header with one line, kept at the first one's place."""
@@ -238,11 +242,13 @@ class Headers:
             kept.append(field)
         self._fields = kept
         self._typed.pop(key, None)
+        self._typed.pop(_VALIDATED, None)
 
     def remove(self, name: str) -> None:
         key = canonical_key(name)
         self._fields = [field for field in self._fields if field[0] != key]
         self._typed.pop(key, None)
+        self._typed.pop(_VALIDATED, None)
 
     def remove_first(self, name: str) -> None:
         """Remove the first value of a possibly comma-separated list header (e.g. top Via)."""
@@ -256,6 +262,7 @@ class Headers:
                     del self._fields[index]
                 break
         self._typed.pop(key, None)
+        self._typed.pop(_VALIDATED, None)
 
     def copy(self) -> Headers:
         return Headers(list(self._fields))
@@ -552,11 +559,11 @@ class Message:
                 appears twice (RFC 4475 §3.3.8), or any known header is malformed.
         """
         headers = self.headers
+        if _VALIDATED in headers._typed:
+            return  # validated before, and no header changed since
+        keys = [field[0] for field in headers._fields]
         for key in SINGLE_VALUE_KEYS:  # ordered: the To/From error is the one reported
-            count = 0
-            for field in headers._fields:
-                if field[0] == key:
-                    count += 1
+            count = keys.count(key)
             if count > 1:
                 raise RemoteProtocolError(f"{key} header appears {count} times")
         for key, parse in _VALIDATED_HEADERS:
@@ -569,6 +576,7 @@ class Message:
         addresses.extend(contact for contact in self.contacts if not contact.wildcard)
         for address in addresses:
             _ = address.uri
+        headers._typed[_VALIDATED] = True
 
     # -- serialization ------------------------------------------------------------------
     def start_line(self) -> str:
