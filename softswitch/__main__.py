@@ -12,6 +12,11 @@ Rules:
   `FILE: invalid (STATUS reason)`. Exit status: 0 when every file is valid, 1 when any
   is invalid, 2 when any file cannot be read (printed as `FILE: unreadable (error)`), as
   grep and diff use 2 for trouble.
+- `softswitch provision FILE [--database URL | --data-dir DIR]` migrates the config store
+  (default: `data/softswitch.sqlite3`) to the newest schema and writes the provisioning
+  file to it (`cloudpbx.provisioning`). Exit 0 printing the counts; 1 when the file is
+  refused, printing every problem as `FILE: KEY.PATH: reason` on stderr (nothing is
+  written then); 2 when the store cannot be opened or migrated.
 - Exit status 2 also for a usage error (argparse), an address that is not an IP
   literal or is unspecified (0.0.0.0, ::: it goes into our Via headers), or one that
   cannot be bound.
@@ -31,6 +36,7 @@ from pathlib import Path
 import uvloop
 
 from softswitch.element import Element
+from softswitch.runtime import tune_garbage_collector
 from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
 from softswitch.sip.errors import RemoteProtocolError
 from softswitch.sip.flows import Address
@@ -134,6 +140,7 @@ def _run(arguments: argparse.Namespace) -> int:
         # able to answer to it.
         logger.error("--sip: %s is not an address peers can reach; name a specific one", host)
         return EXIT_TROUBLE
+    tune_garbage_collector()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(_serve(host, port))
 
@@ -156,6 +163,40 @@ def _check_messages(arguments: argparse.Namespace) -> int:
             continue
         sys.stdout.write(f"{name}: valid\n")
     return status
+
+
+def _provision(arguments: argparse.Namespace) -> int:
+    # Imported here so `run` and `check-message` do not load SQLAlchemy and Alembic.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cloudpbx.db import (
+        create_engine_for,
+        create_session_factory,
+        database_url_for_directory,
+        upgrade,
+    )
+    from cloudpbx.provisioning import ProvisioningError, provision
+
+    database_url = arguments.database or database_url_for_directory(arguments.data_dir)
+    try:
+        upgrade(database_url)
+        engine = create_engine_for(database_url)
+    except (SQLAlchemyError, OSError) as error:
+        sys.stderr.write(f"cannot open the config store: {describe_exception(error)}\n")
+        return EXIT_TROUBLE
+    try:
+        with create_session_factory(engine)() as session:
+            result = provision(session, arguments.file)
+    except ProvisioningError as error:
+        sys.stderr.write(f"{error}\n")
+        return EXIT_INVALID
+    except SQLAlchemyError as error:
+        sys.stderr.write(f"cannot write the config store: {describe_exception(error)}\n")
+        return EXIT_TROUBLE
+    finally:
+        engine.dispose()
+    sys.stdout.write(f"{arguments.file}: provisioned; {result}\n")
+    return EXIT_OK
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -182,6 +223,20 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("files", nargs="+", metavar="FILE")
     check.set_defaults(handler=_check_messages)
+
+    provision = commands.add_parser(
+        "provision", help="write a YAML provisioning file to the config store"
+    )
+    provision.add_argument("file", metavar="FILE.yaml")
+    store = provision.add_mutually_exclusive_group()
+    store.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
+    store.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default="data",
+        help="directory of the SQLite store softswitch.sqlite3 (default: data)",
+    )
+    provision.set_defaults(handler=_provision)
     return parser
 
 

@@ -1,0 +1,205 @@
+"""The config store's tables, as SQLAlchemy 2.0 declarative models.
+
+Rules:
+- Every constraint and index is named by `NAMING_CONVENTION`, so migrations can drop and
+  alter them by name on every backend (SQLite batch mode needs the names).
+- The schema changes only through a migration in `cloudpbx/migrations/versions/`; a test
+  compares the migrated schema with this metadata and fails on any difference.
+- Secrets are stored as HA1 digests only (`SipCredential`), never as plain passwords.
+- Extension numbers are unique per tenant across all its sites (one numbering group).
+- A tenant's SIP domain is unique: it is how a request's domain finds its tenant.
+- Enums are stored as their string values (`native_enum=False`), so SQLite and PostgreSQL
+  hold the same text and adding a value needs no `ALTER TYPE`.
+- `Registration` rows are switch state, not configuration: the registrar writes them so a
+  restarted switch still reaches its phones. Nothing else in this package reads them on
+  the call path.
+- These classes never leave the store: the switch reads `cloudpbx.snapshot` values built by
+  `cloudpbx.repository.load_snapshot`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import JSON, Enum, Float, ForeignKey, Integer, MetaData, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from cloudpbx.domain import ExtensionKind, Transport
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "Base",
+    "Extension",
+    "Registration",
+    "SipCredential",
+    "Site",
+    "Tenant",
+    "Trunk",
+    "TrunkSourceAddress",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Long enough for any IPv6 literal (45 characters) plus brackets.
+_ADDRESS_LENGTH = 64
+_URI_LENGTH = 1024
+
+
+def _string_enum(enum_class: type[enum.StrEnum], name: str) -> Enum:
+    """A VARCHAR column holding the enum's values, with a named CHECK constraint."""
+    return Enum(
+        enum_class,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the named-constraint metadata."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Tenant(Base):
+    """An enterprise with one basic contract (PRODUCT.md Part B)."""
+
+    __tablename__ = "tenant"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    """Short identifier used by provisioning files and operators, e.g. `demo`."""
+    contract_holder_name: Mapped[str] = mapped_column(String(256))
+    """Legal name of the contract holder, e.g. デモ株式会社 (the same-name rule)."""
+    sip_domain: Mapped[str] = mapped_column(String(256), unique=True)
+    """Host part of the tenant's SIP URIs, lower case; also the digest realm."""
+
+    sites: Mapped[list[Site]] = relationship(back_populates="tenant")
+    extensions: Mapped[list[Extension]] = relationship(back_populates="tenant")
+
+
+class Site(Base):
+    """A location (拠点) of a tenant."""
+
+    __tablename__ = "site"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+
+    tenant: Mapped[Tenant] = relationship(back_populates="sites")
+    extensions: Mapped[list[Extension]] = relationship(back_populates="site")
+
+
+class Extension(Base):
+    """An extension number of a tenant, at one of its sites."""
+
+    __tablename__ = "extension"
+    __table_args__ = (UniqueConstraint("tenant_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"), index=True)
+    number: Mapped[str] = mapped_column(String(32))
+    """Digits as dialled, kept as text: leading zeros matter."""
+    kind: Mapped[ExtensionKind] = mapped_column(_string_enum(ExtensionKind, "extension_kind"))
+    display_name: Mapped[str] = mapped_column(String(128), default="")
+    digest_algorithms: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    """Algorithms to challenge with, in order of preference (`DigestAlgorithm` values);
+    null means the switch's global default."""
+    no_answer_timeout_seconds: Mapped[int] = mapped_column(Integer, default=30)
+    static_contact_uri: Mapped[str | None] = mapped_column(String(_URI_LENGTH), default=None)
+    """Where to send calls for a device that does not register."""
+
+    tenant: Mapped[Tenant] = relationship(back_populates="extensions")
+    site: Mapped[Site] = relationship(back_populates="extensions")
+    credential: Mapped[SipCredential | None] = relationship(
+        back_populates="extension", cascade="all, delete-orphan"
+    )
+
+
+class SipCredential(Base):
+    """Digest credentials of an extension: HA1 per algorithm, never the password."""
+
+    __tablename__ = "sip_credential"
+    __table_args__ = (UniqueConstraint("realm", "username"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    extension_id: Mapped[int] = mapped_column(
+        ForeignKey("extension.id", ondelete="CASCADE"), unique=True
+    )
+    username: Mapped[str] = mapped_column(String(128))
+    realm: Mapped[str] = mapped_column(String(256))
+    ha1_md5: Mapped[str] = mapped_column(String(32))
+    ha1_sha256: Mapped[str] = mapped_column(String(64))
+
+    extension: Mapped[Extension] = relationship(back_populates="credential")
+
+
+class Trunk(Base):
+    """A SIP peer: carrier network, PSTN gateway, customer PBX or test load generator."""
+
+    __tablename__ = "trunk"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tenant.id", ondelete="CASCADE"), index=True
+    )
+    """Owning tenant for a customer PBX trunk; null for carrier-wide trunks."""
+    host: Mapped[str] = mapped_column(String(_ADDRESS_LENGTH))
+    """IP literal requests to the peer are sent to (the core does not resolve names)."""
+    port: Mapped[int] = mapped_column(Integer, default=5060)
+    transport: Mapped[Transport] = mapped_column(_string_enum(Transport, "transport"))
+
+    tenant: Mapped[Tenant | None] = relationship()
+    source_addresses: Mapped[list[TrunkSourceAddress]] = relationship(
+        back_populates="trunk", cascade="all, delete-orphan", order_by="TrunkSourceAddress.id"
+    )
+
+
+class TrunkSourceAddress(Base):
+    """A source address whose requests are trusted as coming from the trunk."""
+
+    __tablename__ = "trunk_source_address"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trunk_id: Mapped[int] = mapped_column(ForeignKey("trunk.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(String(_ADDRESS_LENGTH))
+    """IP literal in its canonical text form (`ipaddress` compressed)."""
+    port: Mapped[int | None] = mapped_column(Integer, default=None)
+    """Null: any source port from the address."""
+
+    trunk: Mapped[Trunk] = relationship(back_populates="source_addresses")
+
+
+class Registration(Base):
+    """One binding of an address-of-record to a contact (RFC 3261 §10.3), persisted."""
+
+    __tablename__ = "registration"
+    __table_args__ = (UniqueConstraint("address_of_record", "contact_uri"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address_of_record: Mapped[str] = mapped_column(String(_URI_LENGTH))
+    contact_uri: Mapped[str] = mapped_column(String(_URI_LENGTH))
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    """Absolute expiry as a unix time in seconds."""
+    call_id: Mapped[str] = mapped_column(String(256))
+    cseq: Mapped[int] = mapped_column(Integer)
+    received_host: Mapped[str] = mapped_column(String(_ADDRESS_LENGTH))
+    """Source address of the REGISTER, where requests to the contact are sent (NAT)."""
+    received_port: Mapped[int] = mapped_column(Integer)
+    transport: Mapped[Transport] = mapped_column(_string_enum(Transport, "transport"))
+    instance_id: Mapped[str | None] = mapped_column(String(256), default=None)
+    """The Contact's `+sip.instance` parameter (RFC 5626 §4.1), if any."""
+    user_agent: Mapped[str | None] = mapped_column(String(256), default=None)
