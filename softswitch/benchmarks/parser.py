@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from softswitch.runtime import tune_garbage_collector
 from softswitch.sip import parse_message
 
 SDP = (
@@ -86,7 +87,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=20000, help="messages per round")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--default-gc", action="store_true",
+                        help="keep CPython's default collector thresholds instead of the "
+                             "switch's tuning (softswitch.runtime)")
     arguments = parser.parse_args()
+    if not arguments.default_gc:
+        tune_garbage_collector()  # as `softswitch run` does
     message = parse_message(INVITE)
     results: dict[str, list[float]] = {
         "naive split": [], "parse + typed access": [], "serialize": []
@@ -96,8 +102,10 @@ def main() -> None:
         results["parse + typed access"].append(rate(parse_and_access, INVITE, arguments.count))
         results["serialize"].append(rate(lambda m: m.to_bytes(), message, arguments.count))
     baseline = statistics.median(results["naive split"])
+    collector = "default" if arguments.default_gc else "switch-tuned"
     print(f"message: {len(INVITE)}-byte INVITE with SDP; {arguments.rounds} rounds of "
-          f"{arguments.count} (median, messages/s, ratio to naive split)")
+          f"{arguments.count} (median, messages/s, ratio to naive split; "
+          f"{collector} garbage collector)")
     for name, values in results.items():
         median = statistics.median(values)
         print(f"  {name:22s} {median:10,.0f} msg/s   x{median / baseline:.2f}")

@@ -32,6 +32,7 @@ __all__ = [
     "NameAddress",
     "CSeq",
     "MediaType",
+    "parse_via",
     "parse_via_values",
     "parse_name_address",
     "parse_name_address_values",
@@ -343,6 +344,10 @@ def _parse_via(text: str) -> Via:
     if rport and (not rport.isdigit() or int(rport) > 65535):
         raise RemoteProtocolError(f"malformed rport {rport[:20]!r}")
     return Via(transport=transport.upper(), host=host, port=port, parameters=parameters)
+
+
+parse_via = _parse_via
+"""Parse one Via value (not a comma-separated list)."""
 
 
 def parse_via_values(text: str) -> list[Via]:

@@ -47,6 +47,7 @@ from .headers import (
     parse_name_address_values,
     parse_token_list,
     parse_unsigned,
+    parse_via,
     parse_via_values,
     split_comma_values,
 )
@@ -301,8 +302,11 @@ def _required(headers: Headers, key: str) -> str:
 
 
 def _parse_vias(headers: Headers) -> list[Via]:
+    values = [field[2] for field in headers._fields if field[0] == "via"]
+    if len(values) == 1 and "," not in values[0]:
+        return [parse_via(values[0])]  # the common case: one Via line, one value
     vias: list[Via] = []
-    for value in headers.values_of("via"):
+    for value in values:
         vias.extend(parse_via_values(value))
     if not vias:
         raise RemoteProtocolError("missing Via header")
