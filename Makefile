@@ -30,7 +30,7 @@ debian-packages:
 	fi
 
 run: $(STAMP)
-	$(PYTHON) -m softswitch run --sip $(SIP)
+	$(PYTHON) -m softswitch run --config configs/demo.yaml --data-dir data --sip $(SIP)
 
 lint: $(STAMP)
 	$(PYTHON) -m ruff check softswitch cloudpbx custcon_api sip_tests

@@ -78,6 +78,8 @@ class RunningElement:
     process: subprocess.Popen[bytes] | None = None
     returncode: int | None = None
     arguments: list[str] = field(default_factory=list)
+    options: tuple[str, ...] = ()
+    """Extra `run` options, e.g. `--config configs/demo.yaml --data-dir DIR`."""
 
     @property
     def address(self) -> tuple[str, int]:
@@ -93,7 +95,7 @@ class RunningElement:
 
     def start(self) -> None:
         self.arguments, environment = python_command(
-            "run", "--sip", self.sip_argument, "--log-level", "INFO"
+            "run", "--sip", self.sip_argument, "--log-level", "INFO", *self.options
         )
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -146,9 +148,11 @@ class RunningElement:
 
 
 @contextlib.contextmanager
-def running(host: str, log_path: Path) -> Iterator[RunningElement]:
+def running(
+    host: str, log_path: Path, options: tuple[str, ...] = ()
+) -> Iterator[RunningElement]:
     """A started element on a free port of `host`, stopped by PID on the way out."""
-    element = RunningElement(host, free_port(host), log_path)
+    element = RunningElement(host, free_port(host), log_path, options=options)
     try:
         element.start()
         yield element

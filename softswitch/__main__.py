@@ -7,6 +7,15 @@ Rules:
   counters when it stops. Malformed input is logged by the transport driver as one
   warning line without a traceback, and counted; so is any error in our own code on the
   receive path (the loop's exception handler also logs one line, never a traceback).
+- `softswitch run --sip HOST:PORT --config FILE.yaml | --data-dir DIR | --database URL`
+  also runs the registrar (RFC 3261 §10.3) over the config store (default directory
+  `data` when only --config is given). Before the event loop starts: the store is
+  migrated to the newest schema, FILE.yaml is provisioned into it (idempotent), and the
+  configuration snapshot is loaded once: no SQL runs on the request path. Then the
+  persisted bindings are loaded; binding changes are written behind, on one worker
+  thread (`softswitch.registrar.service`, `.store`). A refused file exits 1, a store
+  that cannot be opened 2, as `provision` does. Without any of the three options the
+  element answers REGISTER 404, as before.
 - `softswitch check-message FILE...` parses each file's bytes as one datagram with
   `parse_message` and `validate()`, and prints `FILE: valid` or
   `FILE: invalid (STATUS reason)`. Exit status: 0 when every file is valid, 1 when any
@@ -28,10 +37,14 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import secrets
 import signal
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvloop
 
@@ -43,6 +56,13 @@ from softswitch.sip.flows import Address
 from softswitch.sip.message import parse_message
 from softswitch.transport.driver import SipTransportDriver, describe_exception
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from cloudpbx.snapshot import ConfigSnapshot
+    from softswitch.registrar.service import RegistrarService
+    from softswitch.registrar.store import DatabaseBindingStore
+
 __all__ = ["main", "parse_host_port"]
 
 logger = logging.getLogger("softswitch")
@@ -50,6 +70,9 @@ logger = logging.getLogger("softswitch")
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_TROUBLE = 2
+
+# Seconds a digest nonce stays valid (RFC 7616 §3.3); longer than any re-challenge.
+NONCE_LIFETIME = 300.0
 
 
 def parse_host_port(text: str) -> Address:
@@ -89,7 +112,103 @@ def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, obje
     logger.error("event loop: %s %s", context.get("message", ""), detail)
 
 
-async def _serve(host: str, port: int) -> int:
+@dataclass
+class _ConfigStore:
+    """What start-up read from the config store for the registrar."""
+
+    engine: Engine
+    snapshot: ConfigSnapshot
+
+
+class _StartupError(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _open_config_store(arguments: argparse.Namespace) -> _ConfigStore:
+    """Migrate, provision and snapshot the store named by the run options (blocking).
+
+    Raises:
+        _StartupError: with the exit status to use.
+    """
+    if not logger.isEnabledFor(logging.DEBUG):
+        # Alembic logs every plugin and step at INFO: start-up noise, not news.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Imported here so a plain `run` and `check-message` load no SQLAlchemy or Alembic.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cloudpbx.db import (
+        create_engine_for,
+        create_session_factory,
+        database_url_for_directory,
+        upgrade,
+    )
+    from cloudpbx.provisioning import ProvisioningError, provision
+    from cloudpbx.repository import load_snapshot
+
+    database_url = arguments.database or database_url_for_directory(
+        arguments.data_dir or "data"
+    )
+    try:
+        upgrade(database_url)
+        engine = create_engine_for(database_url)
+    except (SQLAlchemyError, OSError) as error:
+        raise _StartupError(
+            f"cannot open the config store: {describe_exception(error)}", EXIT_TROUBLE
+        ) from error
+    try:
+        with create_session_factory(engine)() as session:
+            if arguments.config is not None:
+                result = provision(session, arguments.config)
+                logger.info("%s: provisioned; %s", arguments.config, result)
+            snapshot = load_snapshot(session)
+    except ProvisioningError as error:
+        engine.dispose()
+        raise _StartupError(str(error), EXIT_INVALID) from error
+    except (SQLAlchemyError, OSError, ValueError) as error:
+        engine.dispose()
+        raise _StartupError(
+            f"cannot read the config store: {describe_exception(error)}", EXIT_TROUBLE
+        ) from error
+    return _ConfigStore(engine, snapshot)
+
+
+async def _start_registrar(
+    config_store: _ConfigStore, driver: SipTransportDriver[SipEndpoint]
+) -> tuple[RegistrarService, DatabaseBindingStore]:
+    from cloudpbx.db import create_session_factory
+    from softswitch.registrar import Registrar, RegistrarConfig
+    from softswitch.registrar.service import RegistrarService
+    from softswitch.registrar.snapshot_adapter import SnapshotDirectory
+    from softswitch.registrar.store import DatabaseBindingStore
+    from softswitch.sip.auth import NonceManager
+
+    directory = SnapshotDirectory(config_store.snapshot)
+    registrar = Registrar(
+        # Wall-clock `now`, so the 200 may carry Date (RFC 3261 §10.3 step 8).
+        RegistrarConfig(date_header=True),
+        directory,
+        directory,
+        NonceManager(secrets.token_bytes(32), NONCE_LIFETIME),
+        driver.endpoint,
+    )
+    store = DatabaseBindingStore(create_session_factory(config_store.engine), time.time)
+    service = RegistrarService(registrar, store, time.time, asyncio.get_running_loop())
+    try:
+        await service.start()
+    except Exception:
+        store.close()
+        raise
+    logger.info(
+        "registrar serving %d domains; %d bindings loaded",
+        len(config_store.snapshot.tenants),
+        service.counters["bindings_loaded"],
+    )
+    return service, store
+
+
+async def _serve(host: str, port: int, config_store: _ConfigStore | None = None) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_log_loop_exception)
     try:
@@ -103,7 +222,16 @@ async def _serve(host: str, port: int) -> int:
     except OSError as error:
         logger.error("cannot listen on %s: %s", _format_address((host, port)), error)
         return EXIT_TROUBLE
-    element = Element(driver.endpoint)
+    service: RegistrarService | None = None
+    store: DatabaseBindingStore | None = None
+    if config_store is not None:
+        try:
+            service, store = await _start_registrar(config_store, driver)
+        except Exception as error:
+            logger.error("cannot load the registrations: %s", describe_exception(error))
+            await driver.close()
+            return EXIT_TROUBLE
+    element = Element(driver.endpoint, registrar=service)
     driver.set_event_handler(element.handle_event)
 
     stopping = asyncio.Event()
@@ -116,11 +244,18 @@ async def _serve(host: str, port: int) -> int:
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signal_number)
         await driver.close()
+        if service is not None:
+            await service.close()
+        if store is not None:
+            store.close()
     logger.info("softswitch stopped; transport counters: %s", _format_counters(driver.counters))
     logger.info(
         "softswitch stopped; endpoint counters: %s", _format_counters(driver.endpoint.counters)
     )
     logger.info("softswitch stopped; element counters: %s", _format_counters(element.counters))
+    if service is not None:
+        counters = service.registrar.counters + service.counters
+        logger.info("softswitch stopped; registrar counters: %s", _format_counters(counters))
     return EXIT_OK
 
 
@@ -140,9 +275,20 @@ def _run(arguments: argparse.Namespace) -> int:
         # able to answer to it.
         logger.error("--sip: %s is not an address peers can reach; name a specific one", host)
         return EXIT_TROUBLE
+    config_store: _ConfigStore | None = None
+    if arguments.config or arguments.data_dir or arguments.database:
+        try:
+            config_store = _open_config_store(arguments)
+        except _StartupError as error:
+            logger.error("%s", error)
+            return error.status
     tune_garbage_collector()
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve(host, port))
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(_serve(host, port, config_store))
+    finally:
+        if config_store is not None:
+            config_store.engine.dispose()
 
 
 def _check_messages(arguments: argparse.Namespace) -> int:
@@ -215,6 +361,18 @@ def _build_parser() -> argparse.ArgumentParser:
         default="INFO",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="logging threshold (default INFO)",
+    )
+    run.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="provisioning file written to the config store at start-up (idempotent)",
+    )
+    run_store = run.add_mutually_exclusive_group()
+    run_store.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
+    run_store.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="directory of the SQLite store softswitch.sqlite3 (default with --config: data)",
     )
     run.set_defaults(handler=_run)
 

@@ -37,7 +37,9 @@ Rules:
       except REGISTER, which is not dialog-bound;
     - OPTIONS: 200 with Allow, Accept, Accept-Encoding, Accept-Language and Supported
       (§11.2);
-    - INVITE, REGISTER: 404 Not Found; no user exists yet (§10.3 step 3 for REGISTER);
+    - INVITE: 404 Not Found; no call routing exists yet;
+    - REGISTER: 404 Not Found (§10.3 step 3: no such user) when the element has no
+      registrar; otherwise see `Element` below;
     - BYE, INFO, UPDATE outside a dialog, and a CANCEL the endpoint passed up because
       it matched no transaction: 481 Call/Transaction Does Not Exist (§15.1.2, §9.2,
       RFC 6086 §4.2.2, RFC 3311 §5.2).
@@ -46,6 +48,11 @@ Rules:
   (§8.2.6), which also picks the To tag unless the caller gives one, and nothing is
   sent. `Element` is the event
   handler that sends them through the endpoint.
+- `Element` given a `RegisterHandler` (the running switch's registrar) passes it every
+  REGISTER that `check_request()` let through, with the flow it arrived on (§10.3: the
+  registrar does steps 1 and 3-8; step 2, Require, is §8.2.2.3 here), and sends the
+  handler's response on the REGISTER's server transaction. The handler is a port: this
+  module imports no registrar or database code.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from typing import Protocol
 
 from softswitch.sip.errors import RemoteProtocolError
 from softswitch.sip.events import CancelReceived, RequestReceived, SipEvent
+from softswitch.sip.flows import Flow
 from softswitch.sip.headers import MediaType, parse_token_list
 from softswitch.sip.message import Request, Response
 from softswitch.sip.uri import AbsoluteUri, SipUri, TelUri, Uri
@@ -66,6 +74,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "Element",
     "ElementPolicy",
+    "RegisterHandler",
     "UserAgentServerCore",
     "answer_request",
     "check_request",
@@ -94,6 +103,15 @@ class UserAgentServerCore(Protocol):
     def send_response(
         self, response: Response, now: float, transaction_key: str | None = None
     ) -> None: ...
+
+
+class RegisterHandler(Protocol):
+    """Port to a registrar (RFC 3261 §10.3); `softswitch.registrar.service` implements it."""
+
+    def handle_register(self, request: Request, flow: Flow, now: float) -> Response:
+        """The final response to a REGISTER that passed the §8.2 checks, received on
+        `flow` at `now` (the SIP core's clock)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,9 +361,15 @@ class Element:
     transmits afterwards.
     """
 
-    def __init__(self, core: UserAgentServerCore, policy: ElementPolicy = DEFAULT_POLICY) -> None:
+    def __init__(
+        self,
+        core: UserAgentServerCore,
+        policy: ElementPolicy = DEFAULT_POLICY,
+        registrar: RegisterHandler | None = None,
+    ) -> None:
         self._core = core
         self._policy = policy
+        self._registrar = registrar
         self.counters: Counter[str] = Counter()
 
     def handle_event(self, event: SipEvent, now: float) -> None:
@@ -360,7 +384,14 @@ class Element:
     def _handle_request(self, event: RequestReceived, now: float) -> None:
         request = event.request
         self.counters[f"requests.{_method_label(request.method)}"] += 1
-        response = answer_request(request, self._core, self._policy)
+        response: Response | None
+        if request.method == "REGISTER" and self._registrar is not None:
+            # The endpoint validated the request; §8.2 first, then the registrar.
+            response = check_request(request, self._core, self._policy)
+            if response is None:
+                response = self._registrar.handle_register(request, event.flow, now)
+        else:
+            response = answer_request(request, self._core, self._policy)
         if response is None:
             return
         self.counters[f"responses.{response.status_code}"] += 1

@@ -3,6 +3,10 @@
 No I/O and no clock (STYLE.md principles 1-2): `now` is a parameter, subscribers and
 domains come through ports (`CredentialLookup`, `DomainLookup`), and binding changes are
 returned for a `BindingStore` adapter to persist.
+
+The I/O shell lives in modules this package does not re-export, so importing it loads
+no database code: `snapshot_adapter` (the ports over a `cloudpbx` config snapshot),
+`store` (the database `BindingStore`) and `service` (clock, expiry timer, write-behind).
 """
 
 from .bindings import (
