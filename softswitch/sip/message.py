@@ -21,6 +21,7 @@ Rules:
 
 from __future__ import annotations
 
+import abc
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -446,7 +447,7 @@ _VALIDATED_HEADERS: tuple[tuple[str, Callable[[Headers], Any]], ...] = (
 )
 
 
-class Message:
+class Message(abc.ABC):
     """What requests and responses share: headers, body and typed header access.
 
     Typed accessors raise `RemoteProtocolError(400)` when the header is malformed, and
@@ -583,8 +584,9 @@ class Message:
         headers._typed[_VALIDATED] = True
 
     # -- serialization ------------------------------------------------------------------
+    @abc.abstractmethod
     def start_line(self) -> str:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The Request-Line or Status-Line, without CRLF."""
 
     def to_bytes(self) -> bytes:
         """The wire form; Content-Length always equals the body length (RFC 3261 §20.14)."""

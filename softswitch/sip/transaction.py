@@ -44,6 +44,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import abc
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -191,7 +192,7 @@ def _copy_request(request: Request) -> Request:
     return Request(request.method, request.uri_text, request.headers.copy(), request.body)
 
 
-class Transaction(Generic[StateT]):
+class Transaction(abc.ABC, Generic[StateT]):
     """What all four transactions share: state, timers and the output queue."""
 
     is_client: bool = False
@@ -320,8 +321,9 @@ class Transaction(Generic[StateT]):
         else:
             self._enter(self._machine.terminated, now)
 
+    @abc.abstractmethod
     def _retransmit(self) -> None:
-        raise NotImplementedError  # pragma: no cover - every subclass defines it
+        """Queue the message this transaction retransmits (request or last response)."""
 
     def _acknowledged(self) -> bool:
         return True

@@ -157,7 +157,7 @@ class ScriptedEndpoint:
     def send_response(
         self, response: Response, now: float, transaction_key: str | None = None
     ) -> None:
-        raise NotImplementedError
+        raise AssertionError("the driver never sends responses on its own")
 
     def handle_timer(self, now: float) -> None:
         self.timer_calls.append(now)
