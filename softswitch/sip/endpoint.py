@@ -227,22 +227,6 @@ def _stamped_via(via: Via, source: Address) -> Via | None:
     return Via(via.transport, via.host, via.port, parameters, via.protocol)
 
 
-def _replace_top_via(message: Request | Response, via: Via) -> None:
-    """Put `via` in place of the top Via value, keeping every header where it was."""
-    rebuilt = Headers()
-    replaced = False
-    for name, value in message.headers:
-        if not replaced and canonical_key(name) == "via":
-            try:
-                rest = split_comma_values(value)[1:]
-            except RemoteProtocolError:
-                rest = []  # a malformed list (RFC 4475 badinv01): replace it whole
-            value = ", ".join([str(via), *rest])
-            replaced = True
-        rebuilt.add(name, value)
-    message.headers = rebuilt
-
-
 _LENIENT_VIA_RE = re.compile(
     r"[ \t]*([A-Za-z]+[ \t]*/[ \t]*[^/ \t]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)"
     r"[ \t]+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
@@ -732,7 +716,7 @@ class SipEndpoint:
                 invite = self._match_cancelled_invite(request)
         stamped = _stamped_via(request.top_via, flow.remote)
         if stamped is not None:
-            _replace_top_via(request, stamped)
+            request.replace_top_via(stamped)
 
         if transaction is not None:
             # A retransmission, or an ACK of the INVITE transaction (§17.2.3).
@@ -877,7 +861,7 @@ class SipEndpoint:
         headers.add("CSeq", fields["cseq"][0])
         response = Response(status_code, f"{phrase} ({_reason_detail(detail)})", headers)
         stamped = _stamped_via(top_via, flow.remote) or top_via
-        _replace_top_via(response, stamped)
+        response.replace_top_via(stamped)
         self._outbound.append((response.to_bytes(), self._response_flow(stamped, flow)))
         self._emit(MessageDropped("malformed", detail, status_code, flow))
 
@@ -918,7 +902,7 @@ class SipEndpoint:
             if via.transport != Transport.TCP.value:
                 parameters = dict(via.parameters)
                 tcp_via = Via(Transport.TCP.value, via.host, via.port, parameters, via.protocol)
-                _replace_top_via(request, tcp_via)
+                request.replace_top_via(tcp_via)
         return destination
 
     def _build_cancel(self, invite: Request) -> Request:

@@ -555,6 +555,33 @@ class Message(abc.ABC):
     def proxy_authenticates(self) -> list[Any]:
         return self.headers.typed("proxy-authenticate", _parse_proxy_authenticates)
 
+    def replace_top_via(self, via: Via) -> None:
+        """Put `via` in place of the top Via value (RFC 3261 §18.2.1 `received`, RFC 3581
+        `rport`), keeping every header line where it was.
+
+        The typed cache and a previous successful `validate()` survive: the new value
+        is a typed Via we built, so the message stays as valid as it was.
+        """
+        headers = self.headers
+        fields = headers._fields
+        for index, (key, name, value) in enumerate(fields):
+            if key != "via":
+                continue
+            try:
+                rest = split_comma_values(value)[1:] if "," in value else []
+            except RemoteProtocolError:
+                rest = []  # a malformed list (RFC 4475 badinv01): replace it whole
+            fields[index] = (key, name, ", ".join([str(via), *rest]))
+            break
+        else:
+            fields.append(("via", "Via", str(via)))
+        cached = headers._typed.get("via")
+        if cached:
+            headers._typed["via"] = [via, *cached[1:]]
+        else:
+            headers._typed.pop("via", None)
+            headers._typed.pop(_VALIDATED, None)
+
     # -- validation ---------------------------------------------------------------------
     def validate(self) -> None:
         """Parse every header the core understands; raise on the first error.
