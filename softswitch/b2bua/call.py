@@ -6,30 +6,66 @@ Rules:
   `handle_timer(now)`, and queues one `CallEnded` for `next_event()`. It never calls
   back into application code.
 - Events come in through `handle_event(event, now)`, which returns True when the event
-  belonged to this call (its transaction keys or its two dialogs).
+  belonged to this call. `call_ids` and `transaction_keys` list what the call owns at
+  the moment, so a dispatcher can index events instead of offering each to every call.
 - `start(now)`: Max-Forwards of the caller's INVITE (70 when absent) is decremented on
   the uac_leg; a value of 0 cannot be decremented and the caller gets 483 (§16.3
-  item 3). Otherwise a new INVITE goes to the target: new Call-ID and From tag (the
-  legs share no dialog identifiers), the caller's From and To URIs, our Contact, the
-  caller's body and Content-Type unchanged.
+  item 3). Otherwise a new INVITE goes to every target at once (parallel forking, one
+  branch per contact): each branch has its own Call-ID and From tag (the legs share no
+  dialog identifiers, and two contacts of one device do not see a merged request,
+  §8.2.2.2), the caller's From and To URIs, our Contact, the caller's body and
+  Content-Type unchanged.
 - States (`CallState`), each named after what it means; the allowed moves are the
   `_TRANSITIONS` table, and any other raises `LocalProtocolError`:
-  - CALLING: our INVITE is out, no ringing relayed yet.
-  - RINGING: a 101-199 was relayed to the caller (body unchanged, our To tag).
+  - CALLING: our INVITEs are out, no ringing relayed yet.
+  - RINGING: a 101-199 from some branch was relayed to the caller (body unchanged, our
+    one To tag whatever branch it came from).
   - CANCELLING: the caller already has its final answer (487 after CANCEL, 480 after
-    the no-answer deadline); we sent CANCEL on the uac_leg and wait for its final
-    response. A 2xx that crosses the CANCEL is ACKed and hung up with BYE.
-  - ANSWERED: the callee's 2xx was ACKed on the uac_leg and relayed to the caller; the
-    endpoint retransmits it until the caller's ACK comes (§13.3.1.4).
+    the no-answer deadline); we sent CANCEL on every pending branch and wait for their
+    final responses. A 2xx that crosses the CANCEL is ACKed and hung up with BYE.
+  - ANSWERED: the first 2xx of any branch was ACKed and relayed to the caller; that
+    branch became the uac_leg and the other pending branches were CANCELled. The
+    endpoint retransmits our 2xx until the caller's ACK comes (§13.3.1.4).
   - DISCONNECTING: a BYE was answered 200 on one leg and forwarded on the other (or,
-    without the caller's ACK, sent on both); we wait for the BYE responses.
-  - ENDED: done; `CallEnded` is queued.
-- Relayed: 180/183 (101-199), the final answer (2xx, or 3xx-6xx status and reason),
-  BYE in both directions. Timer B on the uac_leg answers the caller 408. Other
-  in-dialog requests are answered 501 in this first slice (re-INVITE, UPDATE and INFO
-  relaying come next).
-- In-dialog requests towards the caller go to the flow its INVITE came from
-  (symmetric signalling, RFC 3581 spirit); towards the callee to the target flow.
+    without an ACK, sent on both); we wait for the BYE responses.
+  - ENDED: done; `CallEnded` is queued. A call leaves CANCELLING and DISCONNECTING
+    only once every branch has its final response and every BYE and relayed request
+    its answer, so no event of the call reaches the dispatcher after `CallEnded`.
+- Forking (RFC 3261 §16.7 applied by a B2BUA): the first 2xx wins. A 2xx from another
+  branch, or a second dialog from the same branch, is ACKed and then ended with BYE
+  (§13.2.2.4). When every branch failed, the caller gets the best final response
+  (§16.7 step 6): a 6xx if any; else the lowest class; in 4xx those that help a retry
+  (401, 407, 415, 420, 484), then 486, then the others, then 480 and 408 last; a
+  503 becomes 500 (§16.7 step 6: a 503 speaks for the element that sends it). Timer B
+  on a branch counts as a 408 (§8.1.3.1); if that is the best, the result is FAILED.
+- In-dialog relaying once ANSWERED (the call is a UA on each leg, §12.2): re-INVITE,
+  UPDATE (RFC 3311) and INFO (RFC 6086) from one leg become the same method on the
+  other leg's dialog, with the body, Content-Type and the session-timer (RFC 4028
+  Session-Expires, Min-SE), Supported, Require, Info-Package and Recv-Info headers
+  unchanged; the final response is relayed back on the first leg's server transaction
+  with the same status, reason, body and those headers (so 491 glare answers reach
+  the side that must retry, §14.1). A relayed 2xx to INVITE or UPDATE carries our
+  Contact (§12.2.2, RFC 3311 §5.2). Provisional responses to in-dialog requests are
+  not relayed.
+- ACK of a relayed re-INVITE (§13.2.2.4, §14.1): when the re-INVITE carried an offer,
+  the callee side's 2xx is ACKed at once; when it had no body (offer in the 2xx), the
+  ACK waits for the originating side's ACK and carries its body (the answer). The ACK
+  of a leg's latest INVITE is resent for 2xx retransmissions.
+- Glare on one leg (§14.1, §14.2): a re-INVITE arriving on a leg where our own
+  relayed INVITE is still pending gets 491; one arriving while that leg's previous
+  re-INVITE is still unanswered gets 500 with Retry-After. An UPDATE with an offer
+  while our offer on that leg is pending gets 491 (RFC 3311 §5.2).
+- Timer B/F on a relayed request answers the originating side 408 (§8.1.3.1); it then
+  may end the dialog (§12.2.1.2). A 2xx to a relayed re-INVITE that is never ACKed
+  hangs up both legs (§14.2, §13.3.1.4), like the first 2xx.
+- A BYE ends the call: the pending requests the BYE's sender had relayed are answered
+  487 (§15.1.2); other in-dialog requests arriving after it get 481.
+- Next hop of in-dialog requests: the leg's flow (the caller's from where its INVITE
+  came, RFC 3581 symmetric signalling; the callee's the branch's target flow), which
+  suits phones behind NAT. With `follow_dialog_targets=True` it is the dialog's first
+  Route, else its remote target (§12.2.1.1, §8.1.2), when that URI has a numeric host
+  (RFC 3263 §4.2 needs no DNS for it); otherwise still the leg's flow. The ACK of the
+  first 2xx always goes back to the branch's flow.
 - `CallEnded.duration` is the time from the answer (2xx received) to the hang-up (BYE
   received, or sent for a missing ACK); 0 when unanswered.
 """
@@ -37,12 +73,13 @@ Rules:
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from softswitch.sip.endpoint import SipEndpoint
-from softswitch.sip.errors import LocalProtocolError
+from softswitch.sip.errors import LocalProtocolError, RemoteProtocolError
 from softswitch.sip.events import (
     CancelReceived,
     RequestReceived,
@@ -50,8 +87,10 @@ from softswitch.sip.events import (
     SipEvent,
     TransactionTimeout,
 )
-from softswitch.sip.flows import Flow
+from softswitch.sip.flows import Flow, Transport
+from softswitch.sip.headers import parse_name_address
 from softswitch.sip.message import Headers, Request, Response
+from softswitch.sip.uri import SipUri, Uri, parse_uri
 
 from .dialog import Dialog, DialogState
 
@@ -60,6 +99,21 @@ __all__ = ["Call", "CallEnded", "CallResult", "CallState"]
 _DEFAULT_MAX_FORWARDS = 70  # RFC 3261 §8.1.1.6
 DEFAULT_NO_ANSWER_TIMEOUT = 30.0
 """Seconds of ringing before the caller gets 480 (issue 3: per extension, 30 s)."""
+
+_RELAYED_METHODS = frozenset({"INVITE", "UPDATE", "INFO"})
+_OFFER_METHODS = frozenset({"INVITE", "UPDATE"})
+_PASSED_HEADERS = (
+    "Session-Expires",  # RFC 4028 §4
+    "Min-SE",  # RFC 4028 §5
+    "Supported",
+    "Require",
+    "Info-Package",  # RFC 6086 §7
+    "Recv-Info",  # RFC 6086 §5.2.3
+)
+"""Headers copied unchanged onto relayed in-dialog requests and their responses."""
+_PASSED_RESPONSE_HEADERS = (*_PASSED_HEADERS, "Retry-After", "Unsupported", "Warning")
+_RESUBMISSION_HINTS = frozenset({401, 407, 415, 420, 484})  # §16.7 step 6
+_GLARE_RETRY_AFTER = "1"  # §14.2: 500 with a Retry-After between 0 and 10 seconds
 
 
 class CallState(enum.Enum):
@@ -75,7 +129,7 @@ _S = CallState
 _TRANSITIONS: dict[CallState, frozenset[CallState]] = {
     _S.CALLING: frozenset({_S.RINGING, _S.CANCELLING, _S.ANSWERED, _S.ENDED}),
     _S.RINGING: frozenset({_S.CANCELLING, _S.ANSWERED, _S.ENDED}),
-    _S.CANCELLING: frozenset({_S.DISCONNECTING, _S.ENDED}),
+    _S.CANCELLING: frozenset({_S.ENDED}),
     _S.ANSWERED: frozenset({_S.DISCONNECTING}),
     _S.DISCONNECTING: frozenset({_S.ENDED}),
     _S.ENDED: frozenset(),
@@ -111,23 +165,75 @@ class CallEnded:
 
 @dataclass(slots=True)
 class _Leg:
-    """One side of the call: where its requests go and its dialog once it has one."""
+    """One side of the call: where its requests go and its dialog once it has one.
+
+    `invite_key`, `invite_cseq` and `ack` are those of the latest INVITE we sent on the
+    leg (the ACK is resent for 2xx retransmissions, §13.2.2.4); `ack_for` is the other
+    leg whose ACK waits for this leg's ACK (offerless re-INVITE) with that CSeq;
+    `server_invite_key` is this leg's re-INVITE we answered 2xx and await the ACK of.
+    """
 
     flow: Flow
     dialog: Dialog | None = None
+    invite_key: str | None = None
+    invite_cseq: int = 0
+    ack: Request | None = None
+    ack_for: tuple[int, _Leg] | None = None
+    server_invite_key: str | None = None
+    server_invite_cseq: int = 0
+
+
+@dataclass(slots=True)
+class _Branch:
+    """Our INVITE to one target (one contact of the callee).
+
+    `final_status` is None while no final response came (408 for Timer B); `dialog`
+    and `ack` are set by its first 2xx; `extra_acks` ACK further 2xx dialogs by To tag.
+    """
+
+    uri: str
+    flow: Flow
+    invite: Request
+    invite_key: str
+    final_status: int | None = None
+    final_response: Response | None = None
+    dialog: Dialog | None = None
+    ack: Request | None = None
+    cancel_key: str | None = None
+    extra_acks: dict[str, Request] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Relay:
+    """An in-dialog request received on `from_leg` and sent on `to_leg`."""
+
+    server_key: str
+    server_request: Request
+    from_leg: _Leg
+    to_leg: _Leg
+    client_request: Request
+    answered: bool = False
+    """The originating server transaction has its final response."""
 
 
 class Call:
-    """Two legs joined: the caller's INVITE server transaction and our INVITE.
+    """Two legs joined: the caller's INVITE server transaction and our INVITE(s).
 
     Args:
         endpoint: the switch's endpoint; the call sends through it.
         invite: the caller's `RequestReceived` INVITE (with its transaction key).
-        target_uri: the Request-URI of the uac_leg.
-        target_flow: where the uac_leg's requests go.
+        target_uri: the Request-URI of the uac_leg (ignored when `targets` is given).
+        target_flow: where the uac_leg's requests go (ignored when `targets` is given).
         local_contact: our Contact URI on both legs.
-        new_token: fresh random tokens for the uac_leg Call-ID and our tags.
+        new_token: fresh random tokens for the uac_leg Call-IDs and our tags.
         no_answer_timeout: seconds before an unanswered call gets 480.
+        targets: (Request-URI, flow) of every contact to fork to in parallel; when
+            given (and not empty) it replaces `target_uri` and `target_flow`.
+        follow_dialog_targets: send in-dialog requests to the dialog's route set or
+            remote target when numeric, instead of the legs' flows (module rules).
+
+    Raises:
+        LocalProtocolError: `invite` is not an INVITE with a server transaction.
     """
 
     def __init__(
@@ -139,25 +245,30 @@ class Call:
         local_contact: str,
         new_token: Callable[[], str],
         no_answer_timeout: float = DEFAULT_NO_ANSWER_TIMEOUT,
+        *,
+        targets: Sequence[tuple[Uri | str, Flow]] | None = None,
+        follow_dialog_targets: bool = False,
     ) -> None:
         if invite.transaction_key is None or invite.request.method != "INVITE":
             raise LocalProtocolError("a Call starts from an INVITE with a server transaction")
         self._endpoint = endpoint
         self._uas_invite = invite.request
         self._uas_invite_key = invite.transaction_key
-        self._target_uri = target_uri
+        self._targets: list[tuple[str, Flow]] = (
+            [(str(uri), flow) for uri, flow in targets] if targets else [(target_uri, target_flow)]
+        )
         self._local_contact = local_contact
         self._new_token = new_token
         self._no_answer_timeout = no_answer_timeout
+        self._follow_dialog_targets = follow_dialog_targets
         self.call_id = invite.request.call_id
         self.uas_leg = _Leg(invite.flow)
-        self.uac_leg = _Leg(target_flow)
+        self.uac_leg = _Leg(self._targets[0][1])
         self._uas_tag = new_token()
-        self._uac_invite: Request | None = None
-        self._uac_invite_key: str | None = None
-        self._uac_ack: Request | None = None
+        self._branches: dict[str, _Branch] = {}
+        self._winner: _Branch | None = None
+        self._relays: dict[str, _Relay] = {}
         self._bye_keys: set[str] = set()
-        self._cancel_key: str | None = None
         self._deadline: float | None = None
         self._answered_at: float | None = None
         self._hung_up_at: float | None = None
@@ -176,9 +287,36 @@ class Call:
         """The no-answer deadline while the callee rings, else None."""
         return self._deadline
 
+    @property
+    def call_ids(self) -> frozenset[str]:
+        """Every Call-ID the call owns now: the caller's and one per branch (the
+        winner's is the uac_leg's). Empty once ENDED."""
+        if self.state is CallState.ENDED:
+            return frozenset()
+        return frozenset({self.call_id, *(b.invite.call_id for b in self._branches.values())})
+
+    @property
+    def transaction_keys(self) -> frozenset[str]:
+        """Every transaction key whose events the call takes now: the caller's INVITE
+        (and its CANCEL's `invite_transaction_key`), the branches' INVITEs and
+        CANCELs, BYEs, relayed requests on both sides, re-INVITEs awaiting ACK.
+        Empty once ENDED."""
+        if self.state is CallState.ENDED:
+            return frozenset()
+        keys = {self._uas_invite_key, *self._branches, *self._bye_keys, *self._relays}
+        keys.update(b.cancel_key for b in self._branches.values() if b.cancel_key)
+        keys.update(relay.server_key for relay in self._relays.values())
+        for leg in (self.uas_leg, self.uac_leg):
+            if leg.invite_key is not None:
+                keys.add(leg.invite_key)
+            if leg.server_invite_key is not None:
+                keys.add(leg.server_invite_key)
+        return frozenset(keys)
+
     # ================================================================ inputs
     def start(self, now: float) -> None:
-        """Send the uac_leg INVITE (or answer 483 when Max-Forwards is exhausted)."""
+        """Send the INVITE of every branch (or answer 483 when Max-Forwards is
+        exhausted). Call `next_event()` afterwards: a 483 ends the call at once."""
         invite = self._uas_invite
         max_forwards = invite.max_forwards
         if max_forwards is None:
@@ -187,23 +325,24 @@ class Call:
             self._answer_caller(483, None, now)
             self._end(CallResult.FAILED, now)
             return
-        headers = Headers()
-        headers.add("Max-Forwards", str(max_forwards - 1))
-        headers.add("From", f"{_name_address(invite, 'from')};tag={self._new_token()}")
-        headers.add("To", _name_address(invite, "to"))
-        headers.add("Call-ID", f"{self._new_token()}@b2bua")
-        headers.add("CSeq", "1 INVITE")
-        headers.add("Contact", f"<{self._local_contact}>")
-        content_type = invite.headers.get("content-type")
-        if content_type is not None:
-            headers.add("Content-Type", content_type)
-        request = Request("INVITE", self._target_uri, headers, invite.body)
-        self._uac_invite = request
-        self._uac_invite_key = self._endpoint.send_request(request, now, self.uac_leg.flow)
+        for uri, flow in self._targets:
+            headers = Headers()
+            headers.add("Max-Forwards", str(max_forwards - 1))
+            headers.add("From", f"{_name_address(invite, 'from')};tag={self._new_token()}")
+            headers.add("To", _name_address(invite, "to"))
+            headers.add("Call-ID", f"{self._new_token()}@b2bua")
+            headers.add("CSeq", "1 INVITE")
+            headers.add("Contact", f"<{self._local_contact}>")
+            content_type = invite.headers.get("content-type")
+            if content_type is not None:
+                headers.add("Content-Type", content_type)
+            request = Request("INVITE", uri, headers, invite.body)
+            key = self._endpoint.send_request(request, now, flow)
+            self._branches[key] = _Branch(uri, flow, request, key)
         self._deadline = now + self._no_answer_timeout
 
     def handle_timer(self, now: float) -> None:
-        """The no-answer deadline: cancel the uac_leg, answer the caller 480."""
+        """The no-answer deadline: cancel every pending branch, answer the caller 480."""
         if self._deadline is None or now < self._deadline:
             return
         self._deadline = None
@@ -212,7 +351,10 @@ class Call:
             self._cancel_callee(CallResult.NO_ANSWER, now)
 
     def handle_event(self, event: SipEvent, now: float) -> bool:
-        """Take one endpoint event; True when it belonged to this call."""
+        """Take one endpoint event; True when it belonged to this call. Call
+        `next_event()` and `next_deadline()` afterwards."""
+        if self.state is CallState.ENDED:
+            return False
         if isinstance(event, ResponseReceived):
             return self._on_response(event, now)
         if isinstance(event, RequestReceived):
@@ -231,21 +373,31 @@ class Call:
     # ================================================================ responses
     def _on_response(self, event: ResponseReceived, now: float) -> bool:
         key = event.transaction_key
-        if key in self._bye_keys:
-            if event.response.status_code >= 200:
-                self._bye_done(key, now)
-            return True
-        if key == self._cancel_key:
-            return True  # the CANCEL's own 200 (or 481): the INVITE's answer decides
-        if key != self._uac_invite_key:
-            return False
         response = event.response
+        if key in self._bye_keys:
+            if response.status_code >= 200:
+                self._bye_keys.discard(key)
+                self._maybe_end(now)
+            return True
+        relay = self._relays.get(key)
+        if relay is not None:
+            self._on_relay_response(key, relay, response, now)
+            return True
+        for leg in (self.uas_leg, self.uac_leg):
+            if key == leg.invite_key and key not in self._branches:
+                # A retransmitted 2xx to a relayed re-INVITE: the same ACK (§13.2.2.4).
+                if response.is_success and leg.ack is not None:
+                    self._endpoint.send_ack_for_2xx(leg.ack, now, self._next_hop(leg))
+                return True
+        branch = self._branches.get(key)
+        if branch is None:
+            return any(key == b.cancel_key for b in self._branches.values())
         if response.is_provisional:
             self._on_provisional(response, now)
         elif response.is_success:
-            self._on_success(response, now)
+            self._on_success(branch, response, now)
         else:
-            self._on_failure(response, now)
+            self._on_failure(branch, response.status_code, response, now)
         return True
 
     def _on_provisional(self, response: Response, now: float) -> None:
@@ -254,31 +406,44 @@ class Call:
             CallState.RINGING,
         ):
             return
-        invite = self._uac_invite
-        assert invite is not None
-        if response.to_address.tag is not None:
-            self.uac_leg.dialog = Dialog.from_uac_response(invite, response, self._local_contact)
+        # Whatever branch rings, the caller sees our one To tag (one early dialog).
         self._answer_caller(response.status_code, response, now)
         if self.state is CallState.CALLING:
             self._move(CallState.RINGING)
 
-    def _on_success(self, response: Response, now: float) -> None:
-        invite = self._uac_invite
-        assert invite is not None
-        if self._uac_ack is not None:
+    def _on_success(self, branch: _Branch, response: Response, now: float) -> None:
+        to_tag = response.to_address.tag or ""
+        if branch.dialog is not None and branch.dialog.remote_tag == to_tag:
             # A retransmitted 2xx: the same ACK again (§13.2.2.4).
-            self._endpoint.send_ack_for_2xx(self._uac_ack, now, self.uac_leg.flow)
+            assert branch.ack is not None
+            self._endpoint.send_ack_for_2xx(branch.ack, now, branch.flow)
             return
-        dialog = Dialog.from_uac_response(invite, response, self._local_contact)
+        if to_tag in branch.extra_acks:
+            self._endpoint.send_ack_for_2xx(branch.extra_acks[to_tag], now, branch.flow)
+            return
+        branch.final_status = response.status_code
+        dialog = Dialog.from_uac_response(branch.invite, response, self._local_contact)
+        ack = dialog.create_ack(branch.invite.cseq.number)
+        self._endpoint.send_ack_for_2xx(ack, now, branch.flow)
+        if self.state not in (CallState.CALLING, CallState.RINGING):
+            # §13.2.2.4: a 2xx after another won, or that crossed our CANCEL, creates
+            # a dialog we do not want: ACK it, then end it with BYE.
+            if branch.dialog is None:
+                branch.dialog, branch.ack = dialog, ack
+            else:
+                branch.extra_acks[to_tag] = ack
+            bye = dialog.create_request("BYE")
+            self._bye_keys.add(self._endpoint.send_request(bye, now, branch.flow))
+            return
+        branch.dialog, branch.ack = dialog, ack
+        self._winner = branch
+        self.uac_leg.flow = branch.flow
         self.uac_leg.dialog = dialog
-        self._uac_ack = dialog.create_ack(invite.cseq.number)
-        self._endpoint.send_ack_for_2xx(self._uac_ack, now, self.uac_leg.flow)
-        if self.state is CallState.CANCELLING:
-            # The 2xx crossed our CANCEL: the caller is answered already; hang up.
-            self._send_bye(self.uac_leg, now)
-            self._move(CallState.DISCONNECTING)
-            return
+        self.uac_leg.invite_key = branch.invite_key
+        self.uac_leg.invite_cseq = branch.invite.cseq.number
+        self.uac_leg.ack = ack
         self._deadline = None
+        self._cancel_branches(now)
         self.uas_leg.dialog = Dialog.from_uas_request(
             self._uas_invite, self._uas_tag, self._local_contact
         )
@@ -287,35 +452,66 @@ class Call:
         self._result = CallResult.ANSWERED
         self._move(CallState.ANSWERED)
 
-    def _on_failure(self, response: Response, now: float) -> None:
-        if self.state is CallState.CANCELLING:
-            self._end(self._result, now)
-        elif self.state in (CallState.CALLING, CallState.RINGING):
-            self._answer_caller(response.status_code, response, now)
-            self._end(CallResult.REJECTED, now)
+    def _on_failure(
+        self, branch: _Branch, status_code: int, response: Response | None, now: float
+    ) -> None:
+        if branch.final_status is not None:
+            return
+        branch.final_status = status_code
+        branch.final_response = response
+        if self.state in (CallState.CALLING, CallState.RINGING):
+            if all(b.final_status is not None for b in self._branches.values()):
+                self._reject_caller(now)
+        else:
+            self._maybe_end(now)
+
+    def _reject_caller(self, now: float) -> None:
+        """Every branch failed: relay the best final response (§16.7 step 6)."""
+        best = min(
+            self._branches.values(),
+            key=lambda b: _preference(b.final_status or 500),
+        )
+        status_code = best.final_status or 500
+        response = best.final_response
+        if status_code == 503:
+            # §16.7 step 6: a 503 would say this switch is unavailable; send 500.
+            status_code, response = 500, None
+        self._answer_caller(status_code, response, now)
+        self._end(CallResult.FAILED if response is None else CallResult.REJECTED, now)
 
     def _on_timeout(self, event: TransactionTimeout, now: float) -> bool:
         key = event.transaction_key
         if key in self._bye_keys:
-            self._bye_done(key, now)
+            self._bye_keys.discard(key)
+            self._maybe_end(now)
             return True
-        if key == self._cancel_key:
+        relay = self._relays.pop(key, None)
+        if relay is not None:
+            # Timer B or F on a relayed request: a 408 for the originating side (§8.1.3.1).
+            if not relay.answered:
+                relay.answered = True
+                self._respond(relay.server_request, 408, relay.server_key, now)
+            self._maybe_end(now)
             return True
-        if key == self._uac_invite_key:
+        branch = self._branches.get(key)
+        if branch is not None:
             # Timer B: act as if a 408 had arrived (§8.1.3.1).
-            if self.state in (CallState.CALLING, CallState.RINGING):
-                self._answer_caller(408, None, now)
-                self._end(CallResult.FAILED, now)
-            elif self.state is CallState.CANCELLING:
-                self._end(self._result, now)
+            self._on_failure(branch, 408, None, now)
             return True
+        if any(key == b.cancel_key for b in self._branches.values()):
+            return True
+        for leg in (self.uas_leg, self.uac_leg):
+            if key == leg.invite_key:
+                return True
+            if key == leg.server_invite_key:
+                # Timer H or L on a re-INVITE's 2xx: no ACK came; §14.2 says hang up.
+                leg.server_invite_key = None
+                self._hang_up_both(now)
+                return True
         if key == self._uas_invite_key:
             # Timer H or L: the caller never ACKed our 2xx; §13.3.1.4 says hang up.
-            if self.state is CallState.ANSWERED and not self._caller_acked:
-                self._send_bye(self.uas_leg, now)
-                self._send_bye(self.uac_leg, now)
-                self._hung_up_at = now
-                self._move(CallState.DISCONNECTING)
+            if not self._caller_acked:
+                self._hang_up_both(now)
             return True
         return False
 
@@ -324,27 +520,143 @@ class Call:
         request = event.request
         leg = self._leg_of(request)
         if leg is None:
-            return False
+            return self._on_branch_request(event, now)
         assert leg.dialog is not None
         if request.method == "ACK":
-            if leg is self.uas_leg:
-                self._caller_acked = True
+            self._on_ack(leg, request, now)
             return True
         key = event.transaction_key
         assert key is not None
         if not leg.dialog.receive_request(request):
             self._respond(request, 500, key, now)
             return True
-        if request.method != "BYE":
+        if request.method == "BYE":
+            self._on_bye(leg, request, key, now)
+        elif self.state is not CallState.ANSWERED:
+            # §15.1.2: the dialog is being torn down.
+            self._respond(request, 481, key, now)
+        elif request.method not in _RELAYED_METHODS:
             self._respond(request, 501, key, now)
-            return True
+        elif (status := self._glare(leg, request)) is not None:
+            response = self._endpoint.create_response(request, status)
+            if status == 500:
+                response.headers.add("Retry-After", _GLARE_RETRY_AFTER)
+            self._endpoint.send_response(response, now, key)
+        else:
+            self._relay_request(leg, request, key, now)
+        return True
+
+    def _on_ack(self, leg: _Leg, ack: Request, now: float) -> None:
+        if leg is self.uas_leg:
+            self._caller_acked = True
+        if leg.server_invite_key is not None and ack.cseq.number == leg.server_invite_cseq:
+            leg.server_invite_key = None
+        waiting = leg.ack_for
+        if waiting is not None and waiting[0] == ack.cseq.number:
+            # The answer of an offerless re-INVITE: it completes the other leg's ACK.
+            leg.ack_for = None
+            other = waiting[1]
+            assert other.dialog is not None
+            content_type = ack.headers.get("content-type")
+            other.ack = other.dialog.create_ack(other.invite_cseq, ack.body, content_type)
+            self._endpoint.send_ack_for_2xx(other.ack, now, self._next_hop(other))
+
+    def _on_bye(self, leg: _Leg, request: Request, key: str, now: float) -> None:
         self._respond(request, 200, key, now)
+        for relay in self._relays.values():
+            if relay.from_leg is leg and not relay.answered:
+                # §15.1.2: requests pending on a dialog its peer ended get 487.
+                relay.answered = True
+                self._respond(relay.server_request, 487, relay.server_key, now)
         if self.state is CallState.ANSWERED:
-            other = self.uac_leg if leg is self.uas_leg else self.uas_leg
-            self._send_bye(other, now)
+            self._send_bye(self._other(leg), now)
             self._hung_up_at = now
             self._move(CallState.DISCONNECTING)
-        return True
+        self._maybe_end(now)
+
+    def _glare(self, leg: _Leg, request: Request) -> int | None:
+        """§14.2 / RFC 3311 §5.2: the status that refuses `request`, or None."""
+        for relay in self._relays.values():
+            pending = relay.client_request
+            if request.method == "INVITE":
+                if relay.to_leg is leg and pending.method == "INVITE":
+                    return 491  # our own re-INVITE on this dialog is pending
+                if relay.from_leg is leg and pending.method == "INVITE" and not relay.answered:
+                    return 500  # this side's previous re-INVITE is unanswered
+            elif (
+                request.body
+                and relay.to_leg is leg
+                and pending.method in _OFFER_METHODS
+                and pending.body
+            ):
+                return 491  # an UPDATE offer crossing our pending offer
+        return None
+
+    def _relay_request(self, leg: _Leg, request: Request, key: str, now: float) -> None:
+        other = self._other(leg)
+        assert other.dialog is not None
+        outgoing = other.dialog.create_request(
+            request.method, request.body, request.headers.get("content-type")
+        )
+        _copy_headers(request, outgoing, _PASSED_HEADERS)
+        client_key = self._endpoint.send_request(outgoing, now, self._next_hop(other))
+        self._relays[client_key] = _Relay(key, request, leg, other, outgoing)
+        if request.method == "INVITE":
+            other.invite_key = client_key
+            other.invite_cseq = outgoing.cseq.number
+            other.ack = None
+
+    def _on_relay_response(self, key: str, relay: _Relay, response: Response, now: float) -> None:
+        if response.is_provisional:
+            return
+        method = relay.client_request.method
+        to_leg, from_leg = relay.to_leg, relay.from_leg
+        assert to_leg.dialog is not None
+        to_leg.dialog.receive_response(method, response)
+        if method == "INVITE" and response.is_success:
+            if relay.client_request.body or not response.body or relay.answered:
+                # §13.2.2.4: ACK the 2xx now; the offer was in the re-INVITE.
+                to_leg.ack = to_leg.dialog.create_ack(to_leg.invite_cseq)
+                self._endpoint.send_ack_for_2xx(to_leg.ack, now, self._next_hop(to_leg))
+            else:
+                # The 2xx carries the offer: the ACK carries the other side's answer.
+                from_leg.ack_for = (relay.server_request.cseq.number, to_leg)
+        del self._relays[key]
+        if not relay.answered:
+            relay.answered = True
+            self._relay_response(relay, response, now)
+        self._maybe_end(now)
+
+    def _relay_response(self, relay: _Relay, relayed: Response, now: float) -> None:
+        request = relay.server_request
+        response = self._endpoint.create_response(request, relayed.status_code, relayed.reason)
+        _copy_headers(relayed, response, _PASSED_RESPONSE_HEADERS)
+        if relayed.is_success and request.method in _OFFER_METHODS:
+            response.headers.add("Contact", f"<{self._local_contact}>")
+        if relayed.body:
+            content_type = relayed.headers.get("content-type")
+            if content_type is not None:
+                response.headers.add("Content-Type", content_type)
+            response.body = relayed.body
+        if relayed.is_success and request.method == "INVITE":
+            relay.from_leg.server_invite_key = relay.server_key
+            relay.from_leg.server_invite_cseq = request.cseq.number
+        self._endpoint.send_response(response, now, relay.server_key)
+
+    def _on_branch_request(self, event: RequestReceived, now: float) -> bool:
+        """A request inside the dialog of a branch that lost (or a 2xx we hung up)."""
+        request = event.request
+        for branch in self._branches.values():
+            dialog = branch.dialog
+            if branch is self._winner or dialog is None or not dialog.matches_request(request):
+                continue
+            if request.method != "ACK":
+                assert event.transaction_key is not None
+                # Its BYE crossing ours is fine (200); anything else: we ended it.
+                status = 200 if request.method == "BYE" else 481
+                self._respond(request, status, event.transaction_key, now)
+            return True
+        return False
 
     def _leg_of(self, request: Request) -> _Leg | None:
         for leg in (self.uas_leg, self.uac_leg):
@@ -357,6 +669,9 @@ class Call:
                 return leg
         return None
 
+    def _other(self, leg: _Leg) -> _Leg:
+        return self.uac_leg if leg is self.uas_leg else self.uas_leg
+
     # ================================================================ actions
     def _answer_caller(self, status_code: int, relayed: Response | None, now: float) -> None:
         """Answer the caller's INVITE, copying a relayed response's reason and body."""
@@ -366,6 +681,7 @@ class Call:
         )
         if relayed is not None and status_code < 300:
             response.headers.add("Contact", f"<{self._local_contact}>")
+            _copy_headers(relayed, response, _PASSED_HEADERS)
             if relayed.body:
                 content_type = relayed.headers.get("content-type")
                 if content_type is not None:
@@ -380,21 +696,61 @@ class Call:
         self._endpoint.send_response(response, now, key)
 
     def _cancel_callee(self, result: CallResult, now: float) -> None:
-        assert self._uac_invite_key is not None
         self._deadline = None
         self._result = result
-        self._cancel_key = self._endpoint.send_cancel(self._uac_invite_key, now)
+        self._cancel_branches(now)
         self._move(CallState.CANCELLING)
+
+    def _cancel_branches(self, now: float) -> None:
+        """CANCEL every branch without a final response (§9.1); the endpoint holds a
+        CANCEL until the branch's first provisional response."""
+        for branch in self._branches.values():
+            if branch.final_status is None and branch.cancel_key is None:
+                branch.cancel_key = self._endpoint.send_cancel(branch.invite_key, now)
 
     def _send_bye(self, leg: _Leg, now: float) -> None:
         assert leg.dialog is not None
         bye = leg.dialog.create_request("BYE")
-        self._bye_keys.add(self._endpoint.send_request(bye, now, leg.flow))
+        self._bye_keys.add(self._endpoint.send_request(bye, now, self._next_hop(leg)))
 
-    def _bye_done(self, key: str, now: float) -> None:
-        self._bye_keys.discard(key)
-        if not self._bye_keys and self.state is CallState.DISCONNECTING:
-            self._end(self._result, now)
+    def _hang_up_both(self, now: float) -> None:
+        if self.state is not CallState.ANSWERED:
+            return
+        self._send_bye(self.uas_leg, now)
+        self._send_bye(self.uac_leg, now)
+        self._hung_up_at = now
+        self._move(CallState.DISCONNECTING)
+
+    def _next_hop(self, leg: _Leg) -> Flow:
+        """Where an in-dialog request of `leg` goes (module rules)."""
+        dialog = leg.dialog
+        if not self._follow_dialog_targets or dialog is None:
+            return leg.flow
+        try:
+            if dialog.route_set:
+                uri = parse_name_address(dialog.route_set[0]).uri
+            else:
+                uri = parse_uri(dialog.remote_target)
+        except RemoteProtocolError:
+            return leg.flow
+        if not isinstance(uri, SipUri) or uri.scheme != "sip":
+            return leg.flow
+        try:
+            ipaddress.ip_address(uri.host)
+        except ValueError:
+            return leg.flow  # a host name needs RFC 3263 resolution: not here
+        transport = Transport.TCP if uri.transport == "tcp" else Transport.UDP
+        return Flow(transport, (uri.host, uri.port or 5060))
+
+    def _maybe_end(self, now: float) -> None:
+        """End a call whose caller is answered once nothing it sent is pending."""
+        if self.state not in (CallState.CANCELLING, CallState.DISCONNECTING):
+            return
+        if self._bye_keys or self._relays:
+            return
+        if any(branch.final_status is None for branch in self._branches.values()):
+            return
+        self._end(self._result, now)
 
     def _end(self, result: CallResult, now: float) -> None:
         self._deadline = None
@@ -414,3 +770,33 @@ def _name_address(request: Request, key: str) -> str:
     address = (request.from_address if key == "from" else request.to_address).copy()
     address.parameters.pop("tag", None)
     return str(address)
+
+
+def _copy_headers(
+    source: Request | Response, target: Request | Response, names: Sequence[str]
+) -> None:
+    for name in names:
+        for value in source.headers.get_all(name.lower()):
+            target.headers.add(name, value)
+
+
+def _preference(status_code: int) -> tuple[int, int, int]:
+    """§16.7 step 6 sort key of a branch's final response: the smallest wins."""
+    response_class = status_code // 100
+    if response_class == 6:
+        return (0, 0, status_code)
+    rank = 0
+    if response_class == 4:
+        if status_code in _RESUBMISSION_HINTS:
+            rank = 0
+        elif status_code == 486:
+            rank = 1
+        elif status_code == 480:
+            rank = 3
+        elif status_code == 408:
+            rank = 4
+        else:
+            rank = 2
+    elif status_code == 503:
+        rank = 1
+    return (response_class, rank, status_code)

@@ -22,6 +22,8 @@ Rules:
 - `receive_request` applies §12.2.2: a CSeq lower than or equal to the remote CSeq is
   out of order (the TU answers 500), ACK and CANCEL are not sequence-checked, and a
   target refresh (re-INVITE, UPDATE) with a Contact replaces the remote target.
+- `receive_response` applies §12.2.1.2: a 2xx to a target refresh we sent replaces the
+  remote target with the response's Contact, when it has one.
 - Via and Max-Forwards are left to `SipEndpoint.send_request` (§8.1.1).
 - URIs are kept as their name-address text without the tag (`local_uri`,
   `remote_uri`), so display names survive (§12.1.1: the To/From URIs).
@@ -178,6 +180,14 @@ class Dialog:
                 self.remote_target = str(contacts[0].uri)
         return True
 
+    def receive_response(self, method: str, response: Response) -> None:
+        """§12.2.1.2: a 2xx to a target refresh request (re-INVITE, RFC 3311 UPDATE)
+        we sent replaces the remote target with its Contact, when it has one."""
+        if method in _TARGET_REFRESH and response.is_success:
+            contacts = response.contacts
+            if contacts:
+                self.remote_target = str(contacts[0].uri)
+
     # ------------------------------------------------------------------ requests
     def create_request(
         self, method: str, body: bytes = b"", content_type: str | None = None
@@ -199,9 +209,7 @@ class Dialog:
         """The ACK of a 2xx to the INVITE with CSeq number `invite_cseq` (§13.2.2.4)."""
         return self._build("ACK", invite_cseq, body, content_type)
 
-    def _build(
-        self, method: str, cseq: int, body: bytes, content_type: str | None
-    ) -> Request:
+    def _build(self, method: str, cseq: int, body: bytes, content_type: str | None) -> Request:
         request_uri, routes = self._request_uri_and_routes()
         headers = Headers()
         for route in routes:

@@ -127,7 +127,14 @@ class Phone:
 class Switch:
     """The switch's TU: every INVITE becomes a Call to the callee."""
 
-    def __init__(self, no_answer_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        no_answer_timeout: float = 30.0,
+        targets: list[tuple[str, Flow]] | None = None,
+        follow_dialog_targets: bool = False,
+    ) -> None:
+        self.targets = targets
+        self.follow_dialog_targets = follow_dialog_targets
         self.address = SWITCH
         self.endpoint = endpoint(SWITCH, "sw")
         self.calls: list[Call] = []
@@ -138,7 +145,10 @@ class Switch:
 
     def on_event(self, event: SipEvent, now: float) -> None:
         for call in self.calls:
+            keys, call_ids = call.transaction_keys, call.call_ids
             if call.handle_event(event, now):
+                # What a dispatcher indexes by must have named this event.
+                assert _indexed(event, keys, call_ids), event
                 self._collect()
                 return
         if isinstance(event, RequestReceived) and event.request.method == "INVITE":
@@ -150,6 +160,8 @@ class Switch:
                 "sip:switch@192.0.2.10:5060",
                 self._token,
                 self.no_answer_timeout,
+                targets=self.targets,
+                follow_dialog_targets=self.follow_dialog_targets,
             )
             self.calls.append(call)
             call.start(now)
@@ -174,6 +186,14 @@ class Switch:
                 self.calls.remove(call)
 
 
+def _indexed(event: SipEvent, keys: frozenset[str], call_ids: frozenset[str]) -> bool:
+    if isinstance(event, RequestReceived):
+        return event.transaction_key in keys or event.request.call_id in call_ids
+    if isinstance(event, CancelReceived):
+        return event.invite_transaction_key in keys
+    return getattr(event, "transaction_key", None) in keys
+
+
 Party = Phone | Switch
 
 
@@ -185,6 +205,8 @@ class Link:
         self.in_flight: list[tuple[float, int, bytes, Address, Address]] = []
         self.actions: list[tuple[float, int, Callable[[float], None]]] = []
         self.sequence = itertools.count()
+        self.delivered: list[tuple[Address, Address, bytes]] = []
+        """(source, destination, datagram) of everything delivered, in order."""
 
     def at(self, when: float, action: Callable[[float], None]) -> None:
         heapq.heappush(self.actions, (when, next(self.sequence), action))
@@ -223,6 +245,7 @@ class Link:
                 self.settle(now)
             while self.in_flight and self.in_flight[0][0] <= now:
                 _, _, data, source, destination = heapq.heappop(self.in_flight)
+                self.delivered.append((source, destination, data))
                 self.parties[destination].endpoint.receive_datagram(data, source, now)
                 self.settle(now)
             for party in self.parties.values():
