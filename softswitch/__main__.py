@@ -16,6 +16,13 @@ Rules:
   thread (`softswitch.registrar.service`, `.store`). A refused file exits 1, a store
   that cannot be opened 2, as `provision` does. Without any of the three options the
   element answers REGISTER 404, as before.
+- With the config store the switch also runs calls (`softswitch.b2bua.service`): new
+  INVITEs are authenticated (407, with the registrar's credentials and nonce manager)
+  and routed to the callee's registered contact or static contact. The calls'
+  deadlines run on one `loop.call_at` re-armed after every event (STYLE.md principle
+  6), and each finished call is logged as one line
+  `call ended call_id=... from=... to=... target=... result=... status=... duration=...`
+  on the `softswitch.calls` logger.
 - `softswitch check-message FILE...` parses each file's bytes as one datagram with
   `parse_message` and `validate()`, and prints `FILE: valid` or
   `FILE: invalid (STATUS reason)`. Exit status: 0 when every file is valid, 1 when any
@@ -52,6 +59,7 @@ from softswitch.element import Element
 from softswitch.runtime import tune_garbage_collector
 from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
 from softswitch.sip.errors import RemoteProtocolError
+from softswitch.sip.events import SipEvent
 from softswitch.sip.flows import Address
 from softswitch.sip.message import parse_message
 from softswitch.transport.driver import SipTransportDriver, describe_exception
@@ -60,12 +68,14 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from cloudpbx.snapshot import ConfigSnapshot
+    from softswitch.b2bua.service import CallService
     from softswitch.registrar.service import RegistrarService
     from softswitch.registrar.store import DatabaseBindingStore
 
 __all__ = ["main", "parse_host_port"]
 
 logger = logging.getLogger("softswitch")
+call_logger = logging.getLogger("softswitch.calls")
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -176,8 +186,10 @@ def _open_config_store(arguments: argparse.Namespace) -> _ConfigStore:
 
 async def _start_registrar(
     config_store: _ConfigStore, driver: SipTransportDriver[SipEndpoint]
-) -> tuple[RegistrarService, DatabaseBindingStore]:
+) -> tuple[RegistrarService, DatabaseBindingStore, CallService]:
     from cloudpbx.db import create_session_factory
+    from softswitch.b2bua.caller_auth import CallerAuthenticator
+    from softswitch.b2bua.service import CallService
     from softswitch.registrar import Registrar, RegistrarConfig
     from softswitch.registrar.service import RegistrarService
     from softswitch.registrar.snapshot_adapter import SnapshotDirectory
@@ -185,13 +197,29 @@ async def _start_registrar(
     from softswitch.sip.auth import NonceManager
 
     directory = SnapshotDirectory(config_store.snapshot)
+    # One nonce manager for 401 and 407: both run on the wall clock.
+    nonces = NonceManager(secrets.token_bytes(32), NONCE_LIFETIME)
+    registrar_config = RegistrarConfig(date_header=True)
     registrar = Registrar(
         # Wall-clock `now`, so the 200 may carry Date (RFC 3261 §10.3 step 8).
-        RegistrarConfig(date_header=True),
+        registrar_config,
         directory,
         directory,
-        NonceManager(secrets.token_bytes(32), NONCE_LIFETIME),
+        nonces,
         driver.endpoint,
+    )
+    host, port = driver.local_address
+    calls = CallService(
+        driver.endpoint,
+        config_store.snapshot,
+        CallerAuthenticator(
+            config_store.snapshot, directory, directory, nonces, driver.endpoint,
+            registrar_config.default_algorithms,
+        ),
+        registrar,
+        time.time,
+        f"sip:{_format_address((host, port))}",
+        lambda: secrets.token_hex(8),
     )
     store = DatabaseBindingStore(create_session_factory(config_store.engine), time.time)
     service = RegistrarService(registrar, store, time.time, asyncio.get_running_loop())
@@ -205,7 +233,7 @@ async def _start_registrar(
         len(config_store.snapshot.tenants),
         service.counters["bindings_loaded"],
     )
-    return service, store
+    return service, store, calls
 
 
 async def _serve(host: str, port: int, config_store: _ConfigStore | None = None) -> int:
@@ -224,15 +252,21 @@ async def _serve(host: str, port: int, config_store: _ConfigStore | None = None)
         return EXIT_TROUBLE
     service: RegistrarService | None = None
     store: DatabaseBindingStore | None = None
+    calls: CallService | None = None
     if config_store is not None:
         try:
-            service, store = await _start_registrar(config_store, driver)
+            service, store, calls = await _start_registrar(config_store, driver)
         except Exception as error:
             logger.error("cannot load the registrations: %s", describe_exception(error))
             await driver.close()
             return EXIT_TROUBLE
-    element = Element(driver.endpoint, registrar=service)
-    driver.set_event_handler(element.handle_event)
+    element = Element(driver.endpoint, registrar=service, calls=calls)
+    if calls is None:
+        driver.set_event_handler(element.handle_event)
+        call_timer: _CallTimer | None = None
+    else:
+        call_timer = _CallTimer(loop, driver, element, calls)
+        driver.set_event_handler(call_timer.handle_event)
 
     stopping = asyncio.Event()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
@@ -243,6 +277,8 @@ async def _serve(host: str, port: int, config_store: _ConfigStore | None = None)
     finally:
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signal_number)
+        if call_timer is not None:
+            call_timer.close()
         await driver.close()
         if service is not None:
             await service.close()
@@ -253,10 +289,68 @@ async def _serve(host: str, port: int, config_store: _ConfigStore | None = None)
         "softswitch stopped; endpoint counters: %s", _format_counters(driver.endpoint.counters)
     )
     logger.info("softswitch stopped; element counters: %s", _format_counters(element.counters))
+    if calls is not None:
+        counters = calls.counters + calls.authenticator_counters
+        logger.info("softswitch stopped; call counters: %s", _format_counters(counters))
     if service is not None:
         counters = service.registrar.counters + service.counters
         logger.info("softswitch stopped; registrar counters: %s", _format_counters(counters))
     return EXIT_OK
+
+
+class _CallTimer:
+    """The asyncio shell of the call service: feeds it events, logs its records and
+    keeps one `loop.call_at` armed at its next deadline (STYLE.md principle 6)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        driver: SipTransportDriver[SipEndpoint],
+        element: Element,
+        calls: CallService,
+    ) -> None:
+        self._loop = loop
+        self._driver = driver
+        self._element = element
+        self._calls = calls
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_for: float | None = None
+
+    def handle_event(self, event: SipEvent, now: float) -> None:
+        try:
+            self._element.handle_event(event, now)
+        finally:
+            self._after()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        deadline = self._armed_for
+        self._handle = None
+        self._armed_for = None
+        # call_at may run up to one clock resolution early: never go back in time.
+        now = self._loop.time() if deadline is None else max(self._loop.time(), deadline)
+        try:
+            self._calls.handle_timer(now)
+        finally:
+            self._after()
+            self._driver.transmit()
+
+    def _after(self) -> None:
+        while (record := self._calls.next_record()) is not None:
+            call_logger.info("%s", record.log_text())
+        deadline = self._calls.next_deadline()
+        if deadline == self._armed_for:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._armed_for = deadline
+        if deadline is not None:
+            self._handle = self._loop.call_at(deadline, self._fire)
 
 
 def _format_address(address: Address) -> str:

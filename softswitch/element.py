@@ -1,4 +1,4 @@
-"""What the running element answers as a UAS, before any registrar or B2BUA exists.
+"""The running element as a UAS: its own answers, and what it hands to registrar and B2BUA.
 
 Rules:
 - `check_request()` applies the checks of RFC 3261 §8.2 to a request the endpoint has
@@ -37,7 +37,7 @@ Rules:
       except REGISTER, which is not dialog-bound;
     - OPTIONS: 200 with Allow, Accept, Accept-Encoding, Accept-Language and Supported
       (§11.2);
-    - INVITE: 404 Not Found; no call routing exists yet;
+    - INVITE: 404 Not Found when the element has no call handler (see below);
     - REGISTER: 404 Not Found (§10.3 step 3: no such user) when the element has no
       registrar; otherwise see `Element` below;
     - BYE, INFO, UPDATE outside a dialog, and a CANCEL the endpoint passed up because
@@ -53,6 +53,12 @@ Rules:
   registrar does steps 1 and 3-8; step 2, Require, is §8.2.2.3 here), and sends the
   handler's response on the REGISTER's server transaction. The handler is a port: this
   module imports no registrar or database code.
+- `Element` given a `CallHandler` (the running switch's B2BUA, `softswitch.b2bua.service`)
+  offers it every endpoint event first; what a call takes (its responses, in-dialog
+  requests, ACK, CANCEL, timeouts) goes no further. A new INVITE (no To tag) that
+  `check_request()` let through goes to `handle_invite`, which returns the final
+  response to send (403, 404, 407, 480, ...) or None when a call now owns the
+  INVITE's server transaction. Without a handler, INVITE is answered 404 as above.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ from softswitch.sip.uri import AbsoluteUri, SipUri, TelUri, Uri
 
 __all__ = [
     "ALLOWED_METHODS",
+    "CallHandler",
     "DEFAULT_POLICY",
     "Element",
     "ElementPolicy",
@@ -111,6 +118,19 @@ class RegisterHandler(Protocol):
     def handle_register(self, request: Request, flow: Flow, now: float) -> Response:
         """The final response to a REGISTER that passed the §8.2 checks, received on
         `flow` at `now` (the SIP core's clock)."""
+        ...
+
+
+class CallHandler(Protocol):
+    """Port to the B2BUA (RFC 3261 §8.2 passed; the handler owns calls and dialogs);
+    `softswitch.b2bua.service.CallService` implements it."""
+
+    def handle_call_event(self, event: SipEvent, now: float) -> bool:
+        """Offer an endpoint event to the calls in progress; True when one took it."""
+        ...
+
+    def handle_invite(self, event: RequestReceived, now: float) -> Response | None:
+        """A new INVITE: the final response to send, or None when a call took it."""
         ...
 
 
@@ -366,13 +386,17 @@ class Element:
         core: UserAgentServerCore,
         policy: ElementPolicy = DEFAULT_POLICY,
         registrar: RegisterHandler | None = None,
+        calls: CallHandler | None = None,
     ) -> None:
         self._core = core
         self._policy = policy
         self._registrar = registrar
+        self._calls = calls
         self.counters: Counter[str] = Counter()
 
     def handle_event(self, event: SipEvent, now: float) -> None:
+        if self._calls is not None and self._calls.handle_call_event(event, now):
+            return
         if isinstance(event, RequestReceived):
             self._handle_request(event, now)
         elif isinstance(event, CancelReceived):
@@ -390,6 +414,17 @@ class Element:
             response = check_request(request, self._core, self._policy)
             if response is None:
                 response = self._registrar.handle_register(request, event.flow, now)
+        elif (
+            request.method == "INVITE"
+            and request.to_address.tag is None
+            and self._calls is not None
+        ):
+            response = check_request(request, self._core, self._policy)
+            if response is None:
+                response = self._calls.handle_invite(event, now)
+                if response is None:
+                    self.counters["invites_to_calls"] += 1
+                    return
         else:
             response = answer_request(request, self._core, self._policy)
         if response is None:

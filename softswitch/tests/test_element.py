@@ -25,7 +25,7 @@ from softswitch.element import (
 )
 from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
 from softswitch.sip.errors import RemoteProtocolError
-from softswitch.sip.events import CancelReceived, RequestReceived
+from softswitch.sip.events import CancelReceived, RequestReceived, SipEvent
 from softswitch.sip.flows import Flow, Transport
 from softswitch.sip.message import Headers, Request, Response, parse_message
 from softswitch.sip.tests.corpus import CORPUS
@@ -509,6 +509,55 @@ def test_element_ignores_a_cancel_for_an_answered_invite() -> None:
     element = Element(core)
     element.handle_event(CancelReceived("key-1", make_request("CANCEL")), 1.0)
     assert core.sent == []
+
+
+class RecordingCalls:
+    """A `CallHandler` double: takes events whose Call-ID it knows, answers INVITEs."""
+
+    def __init__(self, answer: int | None) -> None:
+        self.answer = answer
+        self.owned_call_ids: set[str] = set()
+        self.invites: list[RequestReceived] = []
+        self.core = ResponseBuilder()
+
+    def handle_call_event(self, event: SipEvent, now: float) -> bool:
+        return isinstance(event, RequestReceived) and (
+            event.request.call_id in self.owned_call_ids
+        )
+
+    def handle_invite(self, event: RequestReceived, now: float) -> Response | None:
+        self.invites.append(event)
+        if self.answer is None:
+            return None
+        return self.core.create_response(event.request, self.answer)
+
+
+@pytest.mark.parametrize("answer", [None, 407])
+def test_new_invite_goes_to_the_call_handler(answer: int | None) -> None:
+    core = ResponseBuilder()
+    calls = RecordingCalls(answer)
+    element = Element(core, calls=calls)
+    flow = Flow(Transport.UDP, ("192.0.2.1", 5060))
+    element.handle_event(RequestReceived(make_request("INVITE"), flow, "key-1"), 1.0)
+    assert len(calls.invites) == 1
+    assert [response.status_code for response, _, _ in core.sent] == (
+        [] if answer is None else [answer]
+    )
+
+
+def test_call_handler_gets_events_first_and_invites_only_after_the_checks() -> None:
+    core = ResponseBuilder()
+    calls = RecordingCalls(None)
+    element = Element(core, calls=calls)
+    flow = Flow(Transport.UDP, ("192.0.2.1", 5060))
+    # §8.2.2.3: an unsupported Require is refused before any call sees the INVITE.
+    invite = make_request("INVITE", extra=(("Require", "nosuchtag"),))
+    element.handle_event(RequestReceived(invite, flow, "key-1"), 1.0)
+    assert calls.invites == [] and [r.status_code for r, _, _ in core.sent] == [420]
+    # A BYE of a call the handler owns is not answered 481 by the element.
+    calls.owned_call_ids.add("element-test@192.0.2.1")
+    element.handle_event(RequestReceived(make_request("BYE", to_tag="t"), flow, "key-2"), 2.0)
+    assert len(core.sent) == 1
 
 
 # -- the same corpus through the real endpoint ---------------------------------------------

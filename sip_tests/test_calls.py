@@ -1,0 +1,272 @@
+"""Calls through the running switch, end to end with SIPp over real sockets on loopback.
+
+- The switch runs with a test copy of `configs/demo.yaml` that adds extension 2001 with a
+  static contact `sip:2001@HOST:PORT`, a SIPp UAS on its own 127.x.y.z address.
+- The caller is a SIPp UAC as 1004 (MD5 only: SIPp answers MD5 challenges only): its
+  first INVITE gets 407 Proxy-Authenticate (RFC 3261 §22.3), it ACKs that and sends the
+  INVITE again with Proxy-Authorization.
+- Covered: answered and hung up by the caller; busy (486 relayed); unknown extension
+  (404); an extension neither registered nor with a static contact (1002: 480); CANCEL
+  while ringing (487); no answer within the extension's timeout (1 s: 480 to the
+  caller, CANCEL to the callee); a call to a REGISTERED callee (SIPp registers 1005 from an
+  address and port, then a SIPp UAS on that same address and port answers).
+- Each call leaves one `call ended ...` line in the switch's log with its status.
+Every process has a time limit and is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO_ROOT, SCENARIOS, RunningElement, free_port, random_loopback_host, running
+from .test_registrar import run_sipp
+
+DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+DOMAIN = "127.0.0.1"
+SIPP_LIMIT = 30  # seconds, for `timeout` around SIPp
+CALLER = "1004"
+CALLER_PASSWORD = "pass1004"
+
+
+def _sipp() -> str:
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        pytest.fail("sipp is not installed: run `make test`, which installs sip-tester")
+    return sipp
+
+
+def write_config(tmp_path: Path, static_contact: str | None, no_answer_timeout: int) -> Path:
+    """The demo configuration plus extension 2001 at `static_contact`."""
+    document = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+    if static_contact is not None:
+        document["tenants"][0]["extensions"].append(
+            {
+                "number": "2001",
+                "site": document["tenants"][0]["sites"][0]["name"],
+                "display_name": "static 2001",
+                "static_contact_uri": static_contact,
+                "no_answer_timeout_seconds": no_answer_timeout,
+            }
+        )
+    path = tmp_path / "calls.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def call_switch(
+    tmp_path: Path, static_contact: str | None, no_answer_timeout: int = 20
+) -> Iterator[RunningElement]:
+    config = write_config(tmp_path, static_contact, no_answer_timeout)
+    options = ("--config", str(config), "--data-dir", str(tmp_path / "data"))
+    with running(DOMAIN, tmp_path / "softswitch.log", options) as element:
+        yield element
+
+
+def sipp_command(
+    switch: RunningElement, tmp_path: Path, scenario: str, host: str, port: int, *extra: str
+) -> list[str]:
+    return [
+        "timeout", str(SIPP_LIMIT), _sipp(), switch.sip_argument,
+        "-sf", str(SCENARIOS / scenario),
+        "-m", "1", "-i", host, "-p", str(port), "-nostdin",
+        "-trace_stat", "-stf", str(tmp_path / f"{scenario}.csv"),
+        "-trace_err", "-error_file", str(tmp_path / f"{scenario}.errors.log"),
+        "-timeout", "20s",
+        *extra,
+    ]
+
+
+@contextlib.contextmanager
+def sipp_uas(
+    switch: RunningElement, tmp_path: Path, scenario: str, host: str, port: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A SIPp UAS in the background; stopped by its PID if still running at the end."""
+    output = (tmp_path / f"{scenario}.out").open("wb")
+    process = subprocess.Popen(
+        sipp_command(switch, tmp_path, scenario, host, port),
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+    )
+    try:
+        time.sleep(0.5)  # SIPp binds its socket before the caller's INVITE can reach it
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        output.close()
+
+
+def run_caller(
+    switch: RunningElement, tmp_path: Path, scenario: str, callee: str
+) -> subprocess.CompletedProcess[bytes]:
+    host = random_loopback_host()
+    command = sipp_command(
+        switch, tmp_path, scenario, host, free_port(host),
+        "-s", callee, "-key", "caller", CALLER, "-au", CALLER, "-ap", CALLER_PASSWORD,
+    )
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=SIPP_LIMIT + 15)
+
+
+def diagnostics(tmp_path: Path, switch: RunningElement, *results: object) -> str:
+    parts = [repr(result)[-2000:] for result in results]
+    for path in sorted(tmp_path.glob("*.errors.log")) + sorted(tmp_path.glob("*.out")):
+        parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}")
+    parts.append("--- switch\n" + switch.log_text()[-4000:])
+    return "\n".join(parts)
+
+
+def assert_one_success(tmp_path: Path, scenario: str) -> None:
+    rows = list(csv.reader((tmp_path / f"{scenario}.csv").open(encoding="utf-8"), delimiter=";"))
+    header, last = rows[0], rows[-1]
+    assert int(last[header.index("SuccessfulCall(C)")]) == 1
+    assert int(last[header.index("FailedCall(C)")]) == 0
+
+
+def wait_uas(process: subprocess.Popen[bytes]) -> int:
+    try:
+        return process.wait(SIPP_LIMIT)
+    except subprocess.TimeoutExpired:
+        return -1
+
+
+def call_lines(switch: RunningElement) -> list[dict[str, str]]:
+    """The `call ended` log lines, as field dictionaries."""
+    lines = []
+    for line in switch.log_text().splitlines():
+        if "call ended " in line:
+            text = line.split("call ended ", 1)[1]
+            lines.append(dict(re.findall(r"(\w+)=(\S*)", text)))
+    return lines
+
+
+def wait_call_line(switch: RunningElement, timeout: float = 5.0) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = call_lines(switch)
+        if lines:
+            assert len(lines) == 1, lines
+            return lines[0]
+        time.sleep(0.05)
+    raise AssertionError("no call line:\n" + switch.log_text())
+
+
+# --- Tests ---------------------------------------------------------------------------------
+
+
+def test_answered_call_hung_up_by_the_caller(tmp_path: Path) -> None:
+    callee_host = random_loopback_host()
+    callee_port = free_port(callee_host)
+    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+        with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port) as uas:
+            caller = run_caller(switch, tmp_path, "call_uac.xml", "2001")
+            uas_status = wait_uas(uas)
+        info = diagnostics(tmp_path, switch, caller)
+        assert caller.returncode == 0, info
+        assert uas_status == 0, info
+        assert_one_success(tmp_path, "call_uac.xml")
+        line = wait_call_line(switch)
+    assert line["result"] == "answered", line
+    assert line["status"] == "200"
+    assert line["from"] == f"sip:{CALLER}@{DOMAIN}"
+    assert line["to"] == f"sip:2001@{DOMAIN}"
+    assert float(line["duration"]) > 0.2
+    assert switch.returncode == 0
+
+
+def test_busy_callee_is_relayed(tmp_path: Path) -> None:
+    callee_host = random_loopback_host()
+    callee_port = free_port(callee_host)
+    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+        with sipp_uas(switch, tmp_path, "call_uas_busy.xml", callee_host, callee_port) as uas:
+            caller = run_caller(switch, tmp_path, "call_uac_refused.xml", "2001")
+            uas_status = wait_uas(uas)
+        info = diagnostics(tmp_path, switch, caller)
+        assert caller.returncode == 0, info
+        assert uas_status == 0, info
+        line = wait_call_line(switch)
+    assert (line["result"], line["status"]) == ("rejected", "486"), line
+
+
+@pytest.mark.parametrize(("callee", "status"), [("3999", "404"), ("1002", "480")])
+def test_unknown_and_unreachable_extensions(tmp_path: Path, callee: str, status: str) -> None:
+    with call_switch(tmp_path, None) as switch:
+        caller = run_caller(switch, tmp_path, "call_uac_refused.xml", callee)
+        assert caller.returncode == 0, diagnostics(tmp_path, switch, caller)
+        line = wait_call_line(switch)
+    assert (line["result"], line["status"]) == ("rejected", status), line
+    assert line["to"] == f"sip:{callee}@{DOMAIN}:{switch.port}"
+
+
+def test_cancel_while_ringing(tmp_path: Path) -> None:
+    callee_host = random_loopback_host()
+    callee_port = free_port(callee_host)
+    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+        with sipp_uas(
+            switch, tmp_path, "call_uas_ringing.xml", callee_host, callee_port
+        ) as uas:
+            caller = run_caller(switch, tmp_path, "call_uac_cancel.xml", "2001")
+            uas_status = wait_uas(uas)
+        info = diagnostics(tmp_path, switch, caller)
+        assert caller.returncode == 0, info
+        assert uas_status == 0, info
+        line = wait_call_line(switch)
+    assert (line["result"], line["status"]) == ("cancelled", "487"), line
+
+
+def test_no_answer_timeout_gives_480_and_cancels_the_callee(tmp_path: Path) -> None:
+    callee_host = random_loopback_host()
+    callee_port = free_port(callee_host)
+    with call_switch(
+        tmp_path, f"sip:2001@{callee_host}:{callee_port}", no_answer_timeout=1
+    ) as switch:
+        with sipp_uas(
+            switch, tmp_path, "call_uas_ringing.xml", callee_host, callee_port
+        ) as uas:
+            started = time.monotonic()
+            caller = run_caller(switch, tmp_path, "call_uac_refused.xml", "2001")
+            elapsed = time.monotonic() - started
+            uas_status = wait_uas(uas)
+        info = diagnostics(tmp_path, switch, caller)
+        assert caller.returncode == 0, info
+        # The switch's CANCEL (the loop timer at the deadline) ended the callee's side.
+        assert uas_status == 0, info
+        line = wait_call_line(switch)
+    assert (line["result"], line["status"]) == ("no_answer", "480"), line
+    assert 1.0 <= elapsed < 10.0
+
+
+def test_call_to_a_registered_callee(tmp_path: Path) -> None:
+    callee_host = random_loopback_host()
+    callee_port = free_port(callee_host)
+    with call_switch(tmp_path, None) as switch:
+        # SIPp registers 1005 from callee_host:callee_port; the binding's flow is that
+        # address and port, where the SIPp UAS then listens.
+        run_sipp(
+            switch, tmp_path, "register.xml",
+            user="1005", password="pass1005", host=callee_host, port=callee_port,
+        )
+        with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port) as uas:
+            caller = run_caller(switch, tmp_path, "call_uac.xml", "1005")
+            uas_status = wait_uas(uas)
+        info = diagnostics(tmp_path, switch, caller)
+        assert caller.returncode == 0, info
+        assert uas_status == 0, info
+        line = wait_call_line(switch)
+    assert (line["result"], line["status"]) == ("answered", "200"), line
+    assert line["to"] == f"sip:1005@{DOMAIN}"
+    assert line["target"] == f"sip:1005@{callee_host}:{callee_port}"

@@ -1,0 +1,195 @@
+"""Who is calling: proxy authentication of a new INVITE (RFC 3261 §22.3). Pure.
+
+Rules, in the order `CallerAuthenticator.authenticate()` applies them:
+1. A request from a trusted trunk source (`ConfigSnapshot.trunk_for_source`, the
+   received address and port of its flow) is not challenged: the trunk is the caller.
+   Its domain is the trunk's tenant's SIP domain, else the Request-URI host.
+2. Everyone else is a subscriber calling from its address-of-record: the From URI must
+   be a sip:/sips: URI of a domain we serve (403 otherwise: we relay no calls for
+   foreign domains).
+3. RFC 3261 §22.3: without Digest Proxy-Authorization credentials, 407 with one
+   Proxy-Authenticate per algorithm in the From user's configured order, or the default
+   order (SHA-256 then MD5, RFC 8760 §2.3) for an unknown user; qop="auth" and a fresh
+   nonce from the nonce manager the registrar also uses (RFC 7616 §3.3). Right digest
+   but stale or replayed nonce: 407 with stale=true (RFC 7616 §3.3, §5.5); any other
+   failure: 407 with stale=false.
+4. No user enumeration, as in the registrar: an unknown username is checked against a
+   random HA1 that can never match, so it gets the answer of a wrong password.
+5. The authenticated username must be the From user (403 otherwise): a subscriber calls
+   as itself, never as another extension of its tenant.
+- `now` is the nonce manager's clock (the registrar's wall clock in the running switch).
+- Brute-force lockout is the registrar's (REGISTER); INVITE failures are only counted
+  here (`counters`), a gap to close.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+
+from cloudpbx.snapshot import ConfigSnapshot
+from softswitch.registrar.registrar import (
+    CredentialLookup,
+    DomainLookup,
+    ResponseFactory,
+    SubscriberCredentials,
+)
+from softswitch.sip.auth import (
+    DEFAULT_ALGORITHMS,
+    DigestCredentials,
+    NonceManager,
+    VerificationResult,
+    VerificationStatus,
+    build_challenges,
+    verify,
+)
+from softswitch.sip.flows import Flow
+from softswitch.sip.message import Request, Response
+from softswitch.sip.uri import SipUri
+
+__all__ = ["AuthenticatedCaller", "CallerAuthenticator"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedCaller:
+    """A caller we may route for.
+
+    Attributes:
+        domain: the caller's SIP domain (lower case): calls are routed within it.
+        username: the authenticated extension, or None for a trunk.
+        trunk: the trusted trunk's name, or None for a subscriber.
+    """
+
+    domain: str
+    username: str | None = None
+    trunk: str | None = None
+
+
+class CallerAuthenticator:
+    """Authenticates new INVITEs (see the module rules)."""
+
+    def __init__(
+        self,
+        snapshot: ConfigSnapshot,
+        credentials: CredentialLookup,
+        domains: DomainLookup,
+        nonce_manager: NonceManager,
+        responses: ResponseFactory,
+        default_algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS,
+    ) -> None:
+        self.counters: Counter[str] = Counter()
+        self._snapshot = snapshot
+        self._credentials = credentials
+        self._domains = domains
+        self._nonces = nonce_manager
+        self._responses = responses
+        self._default_algorithms = default_algorithms
+        self._decoy_ha1 = {"MD5": secrets.token_hex(16), "SHA-256": secrets.token_hex(32)}
+
+    def authenticate(
+        self, request: Request, flow: Flow, now: float
+    ) -> AuthenticatedCaller | Response:
+        """The caller of `request` received on `flow`, or the 403/407 to answer.
+
+        Args:
+            request: a validated INVITE without To tag.
+            flow: where it came from (trunks are recognised by its remote address).
+            now: the nonce manager's clock.
+        """
+        trunk = self._snapshot.trunk_for_source(flow.remote[0], flow.remote[1])
+        if trunk is not None:
+            # Rule 1: a trusted trunk is not challenged.
+            self.counters["invite_from_trunk"] += 1
+            domain = self._trunk_domain(trunk.tenant_name, request)
+            return AuthenticatedCaller(domain, None, trunk.name)
+        from_uri = request.from_address.uri
+        if not isinstance(from_uri, SipUri) or not self._domains.is_local_domain(
+            from_uri.host.lower()
+        ):
+            self.counters["invite_foreign_domain"] += 1
+            return self._responses.create_response(request, 403)
+        domain = from_uri.host.lower()
+        credentials = _proxy_credentials(request)
+        if credentials is None:
+            self.counters["invite_challenged"] += 1
+            subscriber = (
+                None if from_uri.user is None else self._credentials.lookup(domain, from_uri.user)
+            )
+            return self._challenge(
+                request,
+                _realm_and_algorithms(subscriber, domain, self._default_algorithms),
+                now,
+                stale=False,
+            )
+        username = credentials.username
+        subscriber = None if username is None else self._credentials.lookup(domain, username)
+        if subscriber is not None:
+            result = verify(
+                credentials,
+                request.method,
+                subscriber.ha1_by_algorithm,
+                self._nonces,
+                now,
+                subscriber.realm,
+            )
+        else:
+            # Rule 4: the work and the answer of a wrong password.
+            result = verify(credentials, request.method, self._decoy_ha1, self._nonces, now, domain)
+            if result.ok:  # pragma: no cover - needs a 128/256-bit guess
+                result = VerificationResult(VerificationStatus.WRONG, "unknown user")
+        if result.ok and subscriber is not None:
+            if subscriber.username != from_uri.user:
+                # Rule 5: authenticated as one extension, calling as another.
+                self.counters["invite_forbidden_from"] += 1
+                return self._responses.create_response(request, 403)
+            self.counters["invite_auth_ok"] += 1
+            return AuthenticatedCaller(domain, subscriber.username)
+        self.counters["invite_auth_stale" if result.challenge_stale else "invite_auth_failed"] += 1
+        return self._challenge(
+            request,
+            _realm_and_algorithms(subscriber, domain, self._default_algorithms),
+            now,
+            stale=result.challenge_stale,
+        )
+
+    def _trunk_domain(self, tenant_name: str | None, request: Request) -> str:
+        tenant = None if tenant_name is None else self._snapshot.tenants.get(tenant_name)
+        if tenant is not None:
+            return tenant.sip_domain.lower()
+        uri = request.uri
+        return uri.host.lower() if isinstance(uri, SipUri) else ""
+
+    def _challenge(
+        self,
+        request: Request,
+        realm_algorithms: tuple[str, tuple[str, ...]],
+        now: float,
+        *,
+        stale: bool,
+    ) -> Response:
+        realm, algorithms = realm_algorithms
+        response = self._responses.create_response(request, 407)
+        nonce = self._nonces.issue(now)
+        # RFC 3261 §22.3 with RFC 8760 §2.3: one Proxy-Authenticate per algorithm,
+        # most preferred first.
+        for challenge in build_challenges(realm, nonce, algorithms, stale=stale):
+            response.headers.add("Proxy-Authenticate", str(challenge))
+        return response
+
+
+def _realm_and_algorithms(
+    subscriber: SubscriberCredentials | None, domain: str, default_algorithms: tuple[str, ...]
+) -> tuple[str, tuple[str, ...]]:
+    """The realm and challenge order: the subscriber's own, else the domain and default."""
+    if subscriber is not None:
+        return subscriber.realm, subscriber.algorithms
+    return domain, default_algorithms
+
+
+def _proxy_credentials(request: Request) -> DigestCredentials | None:
+    """The first Digest Proxy-Authorization value, or None (RFC 3261 §22.3)."""
+    for credentials in request.proxy_authorizations:
+        if isinstance(credentials, DigestCredentials) and credentials.is_digest:
+            return credentials
+    return None

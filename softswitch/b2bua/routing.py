@@ -1,0 +1,130 @@
+"""Where a new call goes: a pure decision over the config snapshot and the registrar.
+
+Rules, in the order `route_call()` applies them (STYLE.md principle 8: policy over an
+immutable snapshot, no I/O, no SQL):
+1. The callee is the Request-URI user in the caller's domain (an extension number;
+   RFC 3261 §8.2.2.1 already made sure the URI is a sip:/sips: one). A Request-URI
+   without a user, or a number that is not an extension of that domain: 404 Not Found.
+2. An extension with live registered contacts (RFC 3261 §10: the registrar's bindings,
+   best q first, then the most recently refreshed) is called at the first one: the
+   Request-URI is the Contact URI (§16.5: the target set is the contacts), sent over
+   the binding's flow, the address and port its REGISTER came from (RFC 5626 §5.3
+   spirit: phones behind NAT are reached where they are, not at their private Contact).
+3. Otherwise an extension with a static contact (a device that does not register) is
+   called at that URI. Its host must be an IP literal (the core never resolves names);
+   port 5060 when absent (§19.1.2); transport=tcp selects TCP, else UDP (§18.1.1).
+   A static contact we cannot reach that way: 480.
+4. Otherwise: 480 Temporarily Unavailable (§21.4.18: the callee exists but is not
+   reachable now).
+- The no-answer timeout is the callee extension's `no_answer_timeout_seconds`.
+- `registrations_now` is the registrar's clock (wall time in the running switch), not
+  the SIP core's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Protocol
+
+from cloudpbx.snapshot import ConfigSnapshot
+from softswitch.registrar.bindings import Binding
+from softswitch.sip.errors import RemoteProtocolError
+from softswitch.sip.flows import Flow, Transport
+from softswitch.sip.message import Request
+from softswitch.sip.uri import SipUri, parse_uri
+
+__all__ = ["CallRejection", "CallRoute", "ContactLookup", "route_call"]
+
+_DEFAULT_SIP_PORT = 5060  # RFC 3261 §19.1.2
+
+
+class ContactLookup(Protocol):
+    """The registrar's side of routing (`softswitch.registrar.Registrar` implements it)."""
+
+    def lookup_contacts(self, domain: str, user: str, now: float) -> list[Binding]:
+        """Live bindings of sip:user@domain, best first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallRoute:
+    """Call the callee here.
+
+    Attributes:
+        callee: the extension's address-of-record, `sip:NUMBER@DOMAIN`.
+        target_uri: the Request-URI of the uac_leg INVITE.
+        flow: where the uac_leg's requests go.
+        no_answer_timeout: seconds of ringing before the caller gets 480.
+        registered: True for a registered contact, False for a static one.
+    """
+
+    callee: str
+    target_uri: str
+    flow: Flow
+    no_answer_timeout: float
+    registered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CallRejection:
+    """Answer the caller with this final status; no call is made."""
+
+    status_code: int
+    reason: str | None = None
+
+
+def route_call(
+    request: Request,
+    caller_domain: str,
+    snapshot: ConfigSnapshot,
+    registrations: ContactLookup,
+    registrations_now: float,
+) -> CallRoute | CallRejection:
+    """The route of a new INVITE from an authenticated caller of `caller_domain`.
+
+    Returns:
+        A `CallRoute` to start a `Call` with, or the `CallRejection` to answer.
+    """
+    uri = request.uri
+    user = uri.user if isinstance(uri, SipUri) else None
+    if user is None:
+        return CallRejection(404)
+    extension = snapshot.extension(caller_domain, user)
+    if extension is None:
+        return CallRejection(404)
+    timeout = float(extension.no_answer_timeout_seconds)
+    bindings = registrations.lookup_contacts(extension.domain, extension.number, registrations_now)
+    if bindings:
+        best = bindings[0]
+        return CallRoute(
+            extension.address_of_record, str(best.contact_uri), best.flow, timeout, True
+        )
+    if extension.static_contact_uri is not None:
+        flow = static_contact_flow(extension.static_contact_uri)
+        if flow is None:
+            return CallRejection(480, "Temporarily Unavailable (unreachable static contact)")
+        return CallRoute(
+            extension.address_of_record, extension.static_contact_uri, flow, timeout, False
+        )
+    return CallRejection(480)
+
+
+def static_contact_flow(text: str) -> Flow | None:
+    """The flow to a static contact URI (rule 3), or None when it has none."""
+    try:
+        uri = parse_uri(text)
+    except RemoteProtocolError:
+        return None
+    if not isinstance(uri, SipUri):
+        return None
+    host = uri.host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    transport_name = (uri.parameters.get("transport") or "udp").lower()
+    if transport_name not in ("udp", "tcp"):
+        return None
+    transport = Transport.TCP if transport_name == "tcp" else Transport.UDP
+    return Flow(transport, (host, uri.port or _DEFAULT_SIP_PORT))
