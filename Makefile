@@ -44,6 +44,7 @@ test: $(STAMP) debian-packages lint typecheck
 bench: $(STAMP) debian-packages
 	$(PYTHON) -m softswitch.benchmarks.parser
 	$(PYTHON) -m softswitch.benchmarks.options_load
+	$(PYTHON) -m softswitch.benchmarks.call_load
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
