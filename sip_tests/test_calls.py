@@ -20,6 +20,7 @@ import contextlib
 import csv
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -270,3 +271,89 @@ def test_call_to_a_registered_callee(tmp_path: Path) -> None:
     assert (line["result"], line["status"]) == ("answered", "200"), line
     assert line["to"] == f"sip:1005@{DOMAIN}"
     assert line["target"] == f"sip:1005@{callee_host}:{callee_port}"
+
+
+def test_sigterm_drains_the_call_in_progress_and_refuses_new_ones(tmp_path: Path) -> None:
+    """SIGTERM mid-call: a new INVITE gets 503 (RFC 3261 §21.5.4), the call in progress
+    goes on to its BYE, then the switch exits 0 without a traceback."""
+    callee_host = random_loopback_host()
+    callee_port = free_port(callee_host)
+    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+        process = switch.process
+        assert process is not None
+        with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port) as uas:
+            caller_host = random_loopback_host()
+            command = sipp_command(
+                switch, tmp_path, "call_uac_long.xml", caller_host, free_port(caller_host),
+                "-s", "2001", "-key", "caller", CALLER, "-au", CALLER, "-ap", CALLER_PASSWORD,
+            )
+            caller_output = (tmp_path / "call_uac_long.xml.out").open("wb")
+            long_call = subprocess.Popen(
+                command, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                stdout=caller_output, stderr=subprocess.STDOUT,
+            )
+            try:
+                time.sleep(1.5)  # answered by now; the caller hangs up after 3 s of call
+                process.send_signal(signal.SIGTERM)
+                deadline = time.monotonic() + 5
+                while "draining 1 calls" not in switch.log_text():
+                    assert time.monotonic() < deadline, switch.log_text()
+                    time.sleep(0.05)
+                refused = run_caller(switch, tmp_path, "call_uac_unavailable.xml", "2001")
+                caller_status = long_call.wait(SIPP_LIMIT)
+            finally:
+                if long_call.poll() is None:
+                    long_call.kill()
+                    long_call.wait(10)
+                caller_output.close()
+            uas_status = wait_uas(uas)
+        info = diagnostics(tmp_path, switch, refused)
+        assert refused.returncode == 0, info
+        assert caller_status == 0, info
+        assert uas_status == 0, info
+        assert process.wait(10) == 0, info
+        line = wait_call_line(switch)
+    assert (line["result"], line["status"]) == ("answered", "200"), line
+    assert float(line["duration"]) > 2.5
+    log = switch.log_text()
+    assert "drained: no call in progress" in log
+    assert "Traceback" not in log
+    assert switch.counters("call")["invites_refused_draining"] == 1
+
+
+def test_a_second_signal_cuts_the_drain_short_without_a_traceback(tmp_path: Path) -> None:
+    callee_host = random_loopback_host()
+    callee_port = free_port(callee_host)
+    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+        process = switch.process
+        assert process is not None
+        with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port):
+            caller_host = random_loopback_host()
+            command = sipp_command(
+                switch, tmp_path, "call_uac_long.xml", caller_host, free_port(caller_host),
+                "-s", "2001", "-key", "caller", CALLER, "-au", CALLER, "-ap", CALLER_PASSWORD,
+            )
+            long_call = subprocess.Popen(
+                command, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            try:
+                time.sleep(1.5)  # answered by now; the caller would hang up after 3 s
+                process.send_signal(signal.SIGTERM)
+                deadline = time.monotonic() + 5
+                while "draining 1 calls" not in switch.log_text():
+                    assert time.monotonic() < deadline, switch.log_text()
+                    time.sleep(0.05)
+                started = time.monotonic()
+                process.send_signal(signal.SIGINT)
+                status = process.wait(10)
+                elapsed = time.monotonic() - started
+            finally:
+                if long_call.poll() is None:
+                    long_call.terminate()
+                    long_call.wait(10)
+    log = switch.log_text()
+    assert status == 0, log
+    assert elapsed < 1.0, log  # before the call's BYE: the drain was cut short
+    assert "stopping with 1 calls still in progress" in log
+    assert "Traceback" not in log

@@ -3,10 +3,17 @@
 Rules:
 - `softswitch run --sip HOST:PORT` listens on UDP and TCP on one address (`[::1]:5060`
   for IPv6), on a uvloop event loop, answers with `softswitch.element`, and runs until
-  SIGTERM or SIGINT, then exits 0. It logs one line when it is listening and one line of
-  counters when it stops. Malformed input is logged by the transport driver as one
-  warning line without a traceback, and counted; so is any error in our own code on the
-  receive path (the loop's exception handler also logs one line, never a traceback).
+  SIGTERM or SIGINT, then exits 0. With calls in progress, that first signal drains
+  instead of stopping: new INVITEs get 503 with Retry-After (RFC 3261 §21.5.4,
+  `softswitch.b2bua.service`), calls in progress and their in-dialog requests are
+  served, and the switch stops once the last call ended or after `--drain-seconds`
+  (default 30), whichever comes first. A second SIGTERM or SIGINT cuts the drain
+  short; the signals stay handled until the loop is closed, and any signal after that
+  ends the process by the default action: never a traceback. It logs one line when it
+  is listening and one line of counters when it stops. Malformed input is logged by
+  the transport driver as one warning line without a traceback, and counted; so is
+  any error in our own code on the receive path (the loop's exception handler also
+  logs one line, never a traceback).
 - `softswitch run --sip HOST:PORT --config FILE.yaml | --data-dir DIR | --database URL`
   also runs the registrar (RFC 3261 §10.3) over the config store (default directory
   `data` when only --config is given). Before the event loop starts: the store is
@@ -83,6 +90,9 @@ EXIT_TROUBLE = 2
 
 # Seconds a digest nonce stays valid (RFC 7616 §3.3); longer than any re-challenge.
 NONCE_LIFETIME = 300.0
+# Seconds a SIGTERM waits for the calls in progress to end (issue 3: a bounded wait).
+DEFAULT_DRAIN_SECONDS = 30.0
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def parse_host_port(text: str) -> Address:
@@ -236,7 +246,54 @@ async def _start_registrar(
     return service, store, calls
 
 
-async def _serve(host: str, port: int, config_store: _ConfigStore | None = None) -> int:
+class _Shutdown:
+    """SIGTERM and SIGINT: the first asks for a graceful stop, any later one for a
+    prompt one (module rules)."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.prompt = asyncio.Event()
+
+    def on_signal(self) -> None:
+        if self.requested.is_set():
+            if not self.prompt.is_set():
+                logger.warning("second stop signal: stopping now")
+            self.prompt.set()
+        else:
+            self.requested.set()
+
+
+async def _drain(
+    calls: CallService, call_timer: _CallTimer, shutdown: _Shutdown, drain_seconds: float
+) -> None:
+    """Refuse new calls and wait for the calls in progress to end (bounded)."""
+    calls.stop_accepting()
+    logger.info(
+        "stop requested: draining %d calls in progress (at most %.0f s); new INVITEs get 503",
+        len(calls),
+        drain_seconds,
+    )
+    waits = {
+        asyncio.ensure_future(call_timer.idle.wait()),
+        asyncio.ensure_future(shutdown.prompt.wait()),
+    }
+    try:
+        await asyncio.wait(waits, timeout=drain_seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+    if len(calls):
+        logger.warning("stopping with %d calls still in progress", len(calls))
+    else:
+        logger.info("drained: no call in progress")
+
+
+async def _serve(
+    host: str,
+    port: int,
+    config_store: _ConfigStore | None = None,
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS,
+) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_log_loop_exception)
     try:
@@ -268,15 +325,17 @@ async def _serve(host: str, port: int, config_store: _ConfigStore | None = None)
         call_timer = _CallTimer(loop, driver, element, calls)
         driver.set_event_handler(call_timer.handle_event)
 
-    stopping = asyncio.Event()
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signal_number, stopping.set)
+    shutdown = _Shutdown()
+    # Left installed through the closing below (a second signal must not raise
+    # KeyboardInterrupt there); closing the loop removes them.
+    for signal_number in _STOP_SIGNALS:
+        loop.add_signal_handler(signal_number, shutdown.on_signal)
     logger.info("softswitch listening on udp+tcp %s", _format_address(driver.local_address))
     try:
-        await stopping.wait()
+        await shutdown.requested.wait()
+        if calls is not None and call_timer is not None and len(calls):
+            await _drain(calls, call_timer, shutdown, drain_seconds)
     finally:
-        for signal_number in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signal_number)
         if call_timer is not None:
             call_timer.close()
         await driver.close()
@@ -315,6 +374,8 @@ class _CallTimer:
         self._calls = calls
         self._handle: asyncio.TimerHandle | None = None
         self._armed_for: float | None = None
+        self.idle = asyncio.Event()
+        """Set whenever no call is in progress (for draining)."""
 
     def handle_event(self, event: SipEvent, now: float) -> None:
         try:
@@ -341,7 +402,14 @@ class _CallTimer:
 
     def _after(self) -> None:
         while (record := self._calls.next_record()) is not None:
-            call_logger.info("%s", record.log_text())
+            if record.error:
+                call_logger.error("%s", record.log_text())
+            else:
+                call_logger.info("%s", record.log_text())
+        if len(self._calls):
+            self.idle.clear()
+        else:
+            self.idle.set()
         deadline = self._calls.next_deadline()
         if deadline == self._armed_for:
             return
@@ -379,8 +447,12 @@ def _run(arguments: argparse.Namespace) -> int:
     tune_garbage_collector()
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(_serve(host, port, config_store))
+            return runner.run(_serve(host, port, config_store, arguments.drain_seconds))
     finally:
+        # Module rules: the loop is closed; a late signal ends the process by the
+        # default action, not with a KeyboardInterrupt traceback.
+        for signal_number in _STOP_SIGNALS:
+            signal.signal(signal_number, signal.SIG_DFL)
         if config_store is not None:
             config_store.engine.dispose()
 
@@ -455,6 +527,14 @@ def _build_parser() -> argparse.ArgumentParser:
         default="INFO",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="logging threshold (default INFO)",
+    )
+    run.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=DEFAULT_DRAIN_SECONDS,
+        metavar="SECONDS",
+        help="on SIGTERM, wait at most this long for calls in progress to end "
+        f"(default {DEFAULT_DRAIN_SECONDS:.0f})",
     )
     run.add_argument(
         "--config",

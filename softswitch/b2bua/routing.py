@@ -6,10 +6,12 @@ immutable snapshot, no I/O, no SQL):
    RFC 3261 §8.2.2.1 already made sure the URI is a sip:/sips: one). A Request-URI
    without a user, or a number that is not an extension of that domain: 404 Not Found.
 2. An extension with live registered contacts (RFC 3261 §10: the registrar's bindings,
-   best q first, then the most recently refreshed) is called at the first one: the
-   Request-URI is the Contact URI (§16.5: the target set is the contacts), sent over
-   the binding's flow, the address and port its REGISTER came from (RFC 5626 §5.3
-   spirit: phones behind NAT are reached where they are, not at their private Contact).
+   best q first, then the most recently refreshed) is called at all of them in
+   parallel (§16.5: the target set is the contacts; §16.6 parallel search, the first
+   2xx wins, issue 3): one target per binding, whose Request-URI is the Contact URI,
+   sent over the binding's flow, the address and port its REGISTER came from (RFC 5626
+   §5.3 spirit: phones behind NAT are reached where they are, not at their private
+   Contact). `target_uri` and `flow` name the best one.
 3. Otherwise an extension with a static contact (a device that does not register) is
    called at that URI. Its host must be an IP literal (the core never resolves names);
    port 5060 when absent (§19.1.2); transport=tcp selects TCP, else UDP (§18.1.1).
@@ -57,6 +59,8 @@ class CallRoute:
         flow: where the uac_leg's requests go.
         no_answer_timeout: seconds of ringing before the caller gets 480.
         registered: True for a registered contact, False for a static one.
+        targets: (Request-URI, flow) of every target to call in parallel, best first;
+            `(target_uri, flow)` is the first.
     """
 
     callee: str
@@ -64,6 +68,7 @@ class CallRoute:
     flow: Flow
     no_answer_timeout: float
     registered: bool
+    targets: tuple[tuple[str, Flow], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +101,24 @@ def route_call(
     timeout = float(extension.no_answer_timeout_seconds)
     bindings = registrations.lookup_contacts(extension.domain, extension.number, registrations_now)
     if bindings:
-        best = bindings[0]
+        # Rule 2: every live binding, in the registrar's order. Two bindings with the
+        # same contact and flow are one target (one device must not ring twice).
+        targets = tuple(dict.fromkeys((str(b.contact_uri), b.flow) for b in bindings))
+        best_uri, best_flow = targets[0]
         return CallRoute(
-            extension.address_of_record, str(best.contact_uri), best.flow, timeout, True
+            extension.address_of_record, best_uri, best_flow, timeout, True, targets
         )
     if extension.static_contact_uri is not None:
         flow = static_contact_flow(extension.static_contact_uri)
         if flow is None:
             return CallRejection(480, "Temporarily Unavailable (unreachable static contact)")
         return CallRoute(
-            extension.address_of_record, extension.static_contact_uri, flow, timeout, False
+            extension.address_of_record,
+            extension.static_contact_uri,
+            flow,
+            timeout,
+            False,
+            ((extension.static_contact_uri, flow),),
         )
     return CallRejection(480)
 

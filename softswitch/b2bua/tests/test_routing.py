@@ -28,7 +28,7 @@ from softswitch.registrar.bindings import AddressOfRecord, Binding
 from softswitch.registrar.snapshot_adapter import SnapshotDirectory
 from softswitch.sip.auth import DigestChallenge, NonceManager, answer_challenge, compute_ha1
 from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
-from softswitch.sip.events import RequestReceived, SipEvent
+from softswitch.sip.events import RequestReceived, SipEvent, TransactionTimeout
 from softswitch.sip.flows import Flow, Transport
 from softswitch.sip.message import Request, Response, parse_message
 from softswitch.sip.uri import parse_uri
@@ -144,7 +144,8 @@ def test_registered_contact_wins_over_static_and_uses_the_binding_flow() -> None
     nat_flow = Flow(Transport.UDP, ("198.51.100.7", 40000))
     registrations.bindings[(DOMAIN, "2001")] = [binding("2001", "sip:2001@10.0.0.5:5060", nat_flow)]
     route = route_call(invite("2001"), DOMAIN, SNAPSHOT, registrations, 0)
-    assert route == CallRoute(f"sip:2001@{DOMAIN}", "sip:2001@10.0.0.5:5060", nat_flow, 25.0, True)
+    target = ("sip:2001@10.0.0.5:5060", nat_flow)
+    assert route == CallRoute(f"sip:2001@{DOMAIN}", *target, 25.0, True, (target,))
     del registrations.bindings[(DOMAIN, "2001")]
     route = route_call(invite("2001"), DOMAIN, SNAPSHOT, registrations, 0)
     assert isinstance(route, CallRoute) and not route.registered
@@ -321,3 +322,140 @@ def test_service_rejections_leave_a_record_and_challenges_do_not() -> None:
     assert rejection is not None and rejection.status_code == 404
     record = service.next_record()
     assert record is not None and (record.result, record.status_code) == ("rejected", 404)
+
+
+def test_every_registered_contact_is_a_target_best_first() -> None:
+    registrations = Registrations()
+    desk = ("sip:1002@10.0.0.5:5060", Flow(Transport.UDP, ("198.51.100.7", 40000)))
+    soft = ("sip:1002@10.0.0.6:5062", Flow(Transport.TCP, ("198.51.100.8", 40001)))
+    registrations.bindings[(DOMAIN, "1002")] = [
+        binding("1002", uri, flow) for uri, flow in (desk, soft, desk)
+    ]
+    route = route_call(invite("1002"), DOMAIN, SNAPSHOT, registrations, 0)
+    assert isinstance(route, CallRoute)
+    # A duplicate binding (same contact and flow) is one target, not a second ring.
+    assert route.targets == (desk, soft)
+    assert (route.target_uri, route.flow) == desk
+
+
+def test_service_forks_to_every_registered_contact_and_the_first_2xx_wins() -> None:
+    endpoint = switch_endpoint()
+    numbers = itertools.count(1)
+    registrations = Registrations()
+    desk = Flow(Transport.UDP, ("198.51.100.7", 40000))
+    soft = Flow(Transport.UDP, ("198.51.100.8", 40001))
+    registrations.bindings[(DOMAIN, "1002")] = [
+        binding("1002", "sip:1002@10.0.0.5:5060", desk),
+        binding("1002", "sip:1002@10.0.0.6:5062", soft),
+    ]
+    service = CallService(
+        endpoint,
+        SNAPSHOT,
+        authenticator(endpoint),
+        registrations,
+        lambda: 0.0,
+        f"sip:{SWITCH[0]}:{SWITCH[1]}",
+        lambda: f"tok{next(numbers)}",
+    )
+    endpoint.receive_datagram(bytes(invite("1002", caller="0312345678")), TRUNK.remote, 0.0)
+    event = endpoint.next_event()
+    assert isinstance(event, RequestReceived)
+    assert service.handle_invite(event, 0.0) is None
+    invites = {f: m for m, f in sent(endpoint) if isinstance(m, Request)}
+    assert set(invites) == {desk, soft}
+    assert invites[desk].call_id != invites[soft].call_id  # one branch per contact
+
+    # The desk phone rings; the softphone answers (RFC 3261 §16.7: the first 2xx wins).
+    endpoint.receive_datagram(answer_from_callee(invites[desk], 180), desk.remote, 0.5)
+    assert drain(endpoint, service, 0.5) == []
+    ringing = [m.status_code for m, _ in sent(endpoint) if isinstance(m, Response)]
+    assert ringing == [180]
+    answer = answer_from_callee(invites[soft], 200).replace(
+        b"Content-Length", b"Contact: <sip:1002@10.0.0.6:5062>\r\nContent-Length"
+    )
+    endpoint.receive_datagram(answer, soft.remote, 1.0)
+    assert drain(endpoint, service, 1.0) == []
+    out = sent(endpoint)
+    # §9.1: the losing branch had a provisional response, so it is CANCELled now.
+    requests = sorted((m.method, f.remote) for m, f in out if isinstance(m, Request))
+    assert requests == [("ACK", soft.remote), ("CANCEL", desk.remote)]
+    finals = [m.status_code for m, _ in out if isinstance(m, Response) and m.status_code >= 200]
+    assert finals == [200]
+    assert len(service) == 1
+
+    # A timeout of a transaction no call owns is dropped and counted, never offered.
+    assert not service.handle_call_event(TransactionTimeout("no-such-key", "INVITE", True), 2.0)
+    assert service.counters["dropped_unindexed"] == 1
+
+
+def test_a_draining_service_answers_new_invites_503_with_retry_after() -> None:
+    endpoint = switch_endpoint()
+    service = CallService(
+        endpoint,
+        SNAPSHOT,
+        authenticator(endpoint),
+        Registrations(),
+        lambda: 0.0,
+        f"sip:{SWITCH[0]}:{SWITCH[1]}",
+        lambda: "tok",
+    )
+    service.stop_accepting()
+    endpoint.receive_datagram(bytes(invite("2001", caller="0312345678")), TRUNK.remote, 0.0)
+    event = endpoint.next_event()
+    assert isinstance(event, RequestReceived)
+    refusal = service.handle_invite(event, 0.0)
+    assert refusal is not None and refusal.status_code == 503
+    assert refusal.headers.get("Retry-After") == "30"
+    assert service.next_record() is None and len(service) == 0
+
+
+class FailingEndpoint(SipEndpoint):
+    """An endpoint whose sends fail once `broken` is set: a stand-in for a bug."""
+
+    broken = False
+
+    def send_request(self, request: Request, now: float, destination: Flow) -> str:
+        if self.broken:
+            raise RuntimeError("send failed")
+        return super().send_request(request, now, destination)
+
+
+def test_a_call_that_raises_is_ended_recorded_once_and_leaves_no_index() -> None:
+    numbers = itertools.count(1)
+    endpoint = FailingEndpoint(EndpointConfig(*SWITCH), random_token=lambda: f"sw{next(numbers)}")
+    service = CallService(
+        endpoint,
+        SNAPSHOT,
+        authenticator(endpoint),
+        Registrations(),
+        lambda: 0.0,
+        f"sip:{SWITCH[0]}:{SWITCH[1]}",
+        lambda: f"tok{next(numbers)}",
+    )
+    endpoint.broken = True
+    endpoint.receive_datagram(bytes(invite("2001", caller="0312345678")), TRUNK.remote, 0.0)
+    event = endpoint.next_event()
+    assert isinstance(event, RequestReceived)
+    assert service.handle_invite(event, 0.0) is None
+    assert len(service) == 0 and service.next_deadline() is None
+    assert service.counters["calls_crashed"] == 1
+    record = service.next_record()
+    assert record is not None and (record.result, record.status_code) == ("crashed", 500)
+    assert record.error == "RuntimeError: send failed"
+    assert "error='RuntimeError: send failed'" in record.log_text()
+    assert service.next_record() is None
+    finals = [m.status_code for m, _ in sent(endpoint) if isinstance(m, Response)]
+    assert finals[-1] == 500  # §17.2.1: the caller's INVITE transaction gets its answer
+    # Nothing of it is left: its INVITE's timeout is dropped, its Call-ID is free again.
+    assert event.transaction_key is not None
+    timeout = TransactionTimeout(event.transaction_key, "INVITE", False)
+    assert not service.handle_call_event(timeout, 1.0)
+    assert service.counters["dropped_unindexed"] == 1
+    endpoint.broken = False
+    endpoint.receive_datagram(
+        bytes(invite("2001", caller="0312345678", call_id="c2")), TRUNK.remote, 2.0
+    )
+    event = endpoint.next_event()
+    assert isinstance(event, RequestReceived)
+    assert service.handle_invite(event, 2.0) is None
+    assert len(service) == 1
