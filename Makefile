@@ -6,7 +6,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the test suite and benchmarks use.
-DEBIAN_PACKAGES := sip-tester
+DEBIAN_PACKAGES := sip-tester baresip-core
 SIP ?= 127.0.0.1:5060
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
