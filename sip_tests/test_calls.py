@@ -10,7 +10,16 @@
   while ringing (487); no answer within the extension's timeout (1 s: 480 to the
   caller, CANCEL to the callee); a call to a REGISTERED callee (SIPp registers 1005 from an
   address and port, then a SIPp UAS on that same address and port answers).
-- Each call leaves one `call ended ...` line in the switch's log with its status.
+- Inside an answered call (each SIPp scenario checks with `ereg check_it` that what it
+  receives carries what was sent, and fails on any message it does not expect): hung up
+  by the callee (its BYE reaches the caller); hold and resume by re-INVITE (a=sendonly
+  answered a=recvonly, then a=sendrecv) from the caller and from the callee, with the
+  ACKs reaching the other side; INFO (application/dtmf-relay) and UPDATE (SDP offer and
+  answer) relayed both ways; OPTIONS answered by the switch itself, not relayed.
+- A caller on the trusted trunk's source address (`loadgen`, 127.0.0.2) is not
+  challenged; the same INVITE from another address gets 407.
+- Each call leaves one `call ended ...` line in the switch's log with its status (the
+  line does not say which side hung up).
 Every process has a time limit and is stopped by its PID.
 """
 
@@ -357,3 +366,127 @@ def test_a_second_signal_cuts_the_drain_short_without_a_traceback(tmp_path: Path
     assert elapsed < 1.0, log  # before the call's BYE: the drain was cut short
     assert "stopping with 1 calls still in progress" in log
     assert "Traceback" not in log
+
+
+# --- Hang-up by the callee, re-INVITE, UPDATE, INFO, OPTIONS, trunk callers --------------
+
+
+def answered_call(
+    tmp_path: Path, uas_scenario: str, uac_scenario: str
+) -> tuple[RunningElement, dict[str, str]]:
+    """One call from 1004 (`uac_scenario`) to 2001 (`uas_scenario` at its static
+    contact); asserts both SIPp scenarios passed and returns the switch (stopped) and its
+    one call line."""
+    callee_host = random_loopback_host()
+    callee_port = free_port(callee_host)
+    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+        with sipp_uas(switch, tmp_path, uas_scenario, callee_host, callee_port) as uas:
+            caller = run_caller(switch, tmp_path, uac_scenario, "2001")
+            uas_status = wait_uas(uas)
+        info = diagnostics(tmp_path, switch, caller)
+        assert caller.returncode == 0, info
+        assert uas_status == 0, info
+        assert_one_success(tmp_path, uac_scenario)
+        assert_one_success(tmp_path, uas_scenario)
+        line = wait_call_line(switch)
+    assert switch.returncode == 0, switch.log_text()
+    assert "Traceback" not in switch.log_text()
+    return switch, line
+
+
+def test_answered_call_hung_up_by_the_callee(tmp_path: Path) -> None:
+    """The callee's BYE is answered 200 on its leg and sent on the caller's (§15.1.2):
+    the caller's SIPp gets a BYE of its dialog and its 200 ends the call."""
+    _, line = answered_call(tmp_path, "call_uas_hangs_up.xml", "call_uac_callee_hangs_up.xml")
+    assert (line["result"], line["status"]) == ("answered", "200"), line
+    assert line["from"] == f"sip:{CALLER}@{DOMAIN}"
+    assert line["to"] == f"sip:2001@{DOMAIN}"
+    assert float(line["duration"]) > 0.2  # the callee hangs up 0.3 s after its answer
+
+
+def test_hold_and_resume_by_the_caller(tmp_path: Path) -> None:
+    """A re-INVITE with a=sendonly from the caller reaches the callee with that offer, the
+    callee's a=recvonly answer reaches the caller, each side's ACK completes its leg; the
+    same for the re-INVITE that resumes (a=sendrecv); then the caller's BYE."""
+    _, line = answered_call(tmp_path, "call_uas_held.xml", "call_uac_hold.xml")
+    assert (line["result"], line["status"]) == ("answered", "200"), line
+
+
+def test_hold_and_resume_by_the_callee(tmp_path: Path) -> None:
+    """The reverse direction: the callee's re-INVITEs (hold, then resume) reach the caller,
+    whose answers and the switch's ACKs come back; then the caller's BYE."""
+    _, line = answered_call(tmp_path, "call_uas_holds.xml", "call_uac_held.xml")
+    assert (line["result"], line["status"]) == ("answered", "200"), line
+
+
+def test_info_and_update_relayed_both_ways(tmp_path: Path) -> None:
+    """INFO (RFC 6086, application/dtmf-relay) and UPDATE with an SDP offer (RFC 3311)
+    from each side reach the other with their bodies; each 200 comes back (the UPDATE's
+    with the answer and a Contact)."""
+    _, line = answered_call(tmp_path, "call_uas_info_update.xml", "call_uac_info_update.xml")
+    assert (line["result"], line["status"]) == ("answered", "200"), line
+
+
+def test_options_inside_the_dialog_is_answered_by_the_switch(tmp_path: Path) -> None:
+    """OPTIONS from the caller with the dialog's To tag gets the switch's own 200 with
+    OPTIONS in Allow (RFC 3261 §11.2): the element consumes OPTIONS and never forwards
+    it, so the callee (call_uas.xml, which fails on any unexpected request) sees none."""
+    _, line = answered_call(tmp_path, "call_uas.xml", "call_uac_options.xml")
+    assert (line["result"], line["status"]) == ("answered", "200"), line
+
+
+TRUNK_SOURCE = "127.0.0.2"
+"""The demo configuration's trusted `loadgen` trunk source address."""
+TRUNK_CALLER = "0312345678"
+
+
+def run_uncredentialed_caller(
+    switch: RunningElement, tmp_path: Path, scenario: str, host: str
+) -> subprocess.CompletedProcess[bytes]:
+    """SIPp `scenario` from `host` (a free port) to 2001, with no credentials at all."""
+    command = sipp_command(
+        switch, tmp_path, scenario, host, free_port(host),
+        "-s", "2001", "-key", "caller", TRUNK_CALLER,
+    )
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=SIPP_LIMIT + 15)
+
+
+def test_trunk_caller_is_not_challenged(tmp_path: Path) -> None:
+    """An INVITE without credentials from the loadgen trunk's source address (127.0.0.2,
+    any port) is routed at once: no 407 (call_uac_trunk.xml fails on one), answered,
+    hung up by the caller."""
+    callee_host = random_loopback_host()
+    callee_port = free_port(callee_host)
+    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+        with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port) as uas:
+            caller = run_uncredentialed_caller(switch, tmp_path, "call_uac_trunk.xml", TRUNK_SOURCE)
+            uas_status = wait_uas(uas)
+        info = diagnostics(tmp_path, switch, caller)
+        assert caller.returncode == 0, info
+        assert uas_status == 0, info
+        assert_one_success(tmp_path, "call_uac_trunk.xml")
+        line = wait_call_line(switch)
+    assert (line["result"], line["status"]) == ("answered", "200"), line
+    assert line["from"] == f"sip:{TRUNK_CALLER}@{DOMAIN}"
+    assert line["to"] == f"sip:2001@{DOMAIN}"
+    assert line["target"] == f"sip:2001@{callee_host}:{callee_port}"
+    counters = switch.counters("call")
+    assert counters.get("invite_from_trunk") == 1, counters
+    assert "invite_challenged" not in counters, counters
+
+
+def test_same_invite_from_a_non_trunk_address_is_challenged(tmp_path: Path) -> None:
+    """call_uac_trunk.xml's INVITE from another 127.x address gets 407 with a Digest
+    Proxy-Authenticate (RFC 3261 §22.3), and leaves no call line (a challenge is no
+    call) and nothing reaches the callee."""
+    with call_switch(tmp_path, "sip:2001@127.0.0.9:5080") as switch:
+        caller = run_uncredentialed_caller(
+            switch, tmp_path, "call_uac_challenged.xml", random_loopback_host()
+        )
+        assert caller.returncode == 0, diagnostics(tmp_path, switch, caller)
+        assert_one_success(tmp_path, "call_uac_challenged.xml")
+    assert call_lines(switch) == [], switch.log_text()
+    counters = switch.counters("call")
+    assert counters.get("invite_challenged") == 1, counters
+    assert "invite_from_trunk" not in counters, counters
+    assert "calls_started" not in counters, counters

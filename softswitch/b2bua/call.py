@@ -58,6 +58,8 @@ Rules:
 - Timer B/F on a relayed request answers the originating side 408 (§8.1.3.1); it then
   may end the dialog (§12.2.1.2). A 2xx to a relayed re-INVITE that is never ACKed
   hangs up both legs (§14.2, §13.3.1.4), like the first 2xx.
+- OPTIONS inside a dialog is answered by the call itself, 200 with Allow (§11.2), as
+  the element answers OPTIONS outside one: it is never relayed. Other methods get 501.
 - A BYE ends the call: the pending requests the BYE's sender had relayed are answered
   487 (§15.1.2); other in-dialog requests arriving after it get 481.
 - Next hop of in-dialog requests: the leg's flow (the caller's from where its INVITE
@@ -102,6 +104,8 @@ DEFAULT_NO_ANSWER_TIMEOUT = 30.0
 
 _RELAYED_METHODS = frozenset({"INVITE", "UPDATE", "INFO"})
 _OFFER_METHODS = frozenset({"INVITE", "UPDATE"})
+_DIALOG_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE")
+"""The Allow of our 200 to an in-dialog OPTIONS: what a call takes inside a dialog."""
 _PASSED_HEADERS = (
     "Session-Expires",  # RFC 4028 §4
     "Min-SE",  # RFC 4028 §5
@@ -535,6 +539,11 @@ class Call:
         elif self.state is not CallState.ANSWERED:
             # §15.1.2: the dialog is being torn down.
             self._respond(request, 481, key, now)
+        elif request.method == "OPTIONS":
+            # §11.2: we are the UA of this dialog; OPTIONS is consumed, never relayed.
+            response = self._endpoint.create_response(request, 200)
+            response.headers.add("Allow", ", ".join(_DIALOG_METHODS))
+            self._endpoint.send_response(response, now, key)
         elif request.method not in _RELAYED_METHODS:
             self._respond(request, 501, key, now)
         elif (status := self._glare(leg, request)) is not None:

@@ -194,6 +194,37 @@ def test_update_and_info_both_ways() -> None:
     assert_all_freed(caller, switch, callee)
 
 
+def send_bare(phone: DialogPhone, now: float, method: str) -> None:
+    """A request without body inside `phone`'s dialog."""
+    assert phone.dialog is not None
+    request = phone.dialog.create_request(method)
+    phone.sent[phone.endpoint.send_request(request, now, phone.peer)] = request
+
+
+def test_options_in_the_dialog_is_answered_by_the_switch_itself() -> None:
+    """§11.2: OPTIONS inside the dialog gets our 200 with Allow (it was 501, though the
+    element lists OPTIONS in Allow and answers it outside dialogs); not relayed. A
+    method the call neither relays nor consumes still gets 501."""
+    caller, switch, [callee], link = setup(CALLEE)
+    link.at(0.0, lambda now: caller.call(now))
+    link.at(1.0, lambda now: callee.answer(now))
+    link.at(2.0, lambda now: send_bare(caller, now, "OPTIONS"))
+    link.at(2.5, lambda now: send_bare(callee, now, "OPTIONS"))
+    link.at(3.0, lambda now: send_bare(caller, now, "REFER"))
+    link.at(5.0, lambda now: caller.hang_up(now))
+    link.run()
+    for phone, other in ((caller, callee), (callee, caller)):
+        [options] = [r for r in phone.responses() if r.cseq.method == "OPTIONS"]
+        assert options.status_code == 200
+        allow = options.headers.get("allow") or ""
+        assert {"OPTIONS", "INFO", "UPDATE", "INVITE", "BYE"} <= set(allow.split(", "))
+        assert other.requests("OPTIONS") == []
+    assert responses_to(caller, "REFER") == [(501, b"")]
+    assert callee.requests("REFER") == []
+    assert switch.ended[0].result is CallResult.ANSWERED
+    assert_all_freed(caller, switch, callee)
+
+
 def test_491_from_the_callee_is_relayed_to_the_caller() -> None:
     caller, switch, [callee], link = setup(CALLEE)
     link.at(0.0, lambda now: caller.call(now))
