@@ -51,7 +51,6 @@ import argparse
 import asyncio
 import ipaddress
 import logging
-import secrets
 import signal
 import sys
 import time
@@ -70,6 +69,7 @@ from softswitch.sip.events import SipEvent
 from softswitch.sip.flows import Address
 from softswitch.sip.message import parse_message
 from softswitch.transport.driver import SipTransportDriver, describe_exception
+from softswitch.wiring import format_address
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -88,8 +88,6 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_TROUBLE = 2
 
-# Seconds a digest nonce stays valid (RFC 7616 §3.3); longer than any re-challenge.
-NONCE_LIFETIME = 300.0
 # Seconds a SIGTERM waits for the calls in progress to end (issue 3: a bounded wait).
 DEFAULT_DRAIN_SECONDS = 30.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -198,39 +196,14 @@ async def _start_registrar(
     config_store: _ConfigStore, driver: SipTransportDriver[SipEndpoint]
 ) -> tuple[RegistrarService, DatabaseBindingStore, CallService]:
     from cloudpbx.db import create_session_factory
-    from softswitch.b2bua.caller_auth import CallerAuthenticator
-    from softswitch.b2bua.service import CallService
-    from softswitch.registrar import Registrar, RegistrarConfig
     from softswitch.registrar.service import RegistrarService
-    from softswitch.registrar.snapshot_adapter import SnapshotDirectory
     from softswitch.registrar.store import DatabaseBindingStore
-    from softswitch.sip.auth import NonceManager
+    from softswitch.wiring import build_switch_core
 
-    directory = SnapshotDirectory(config_store.snapshot)
-    # One nonce manager for 401 and 407: both run on the wall clock.
-    nonces = NonceManager(secrets.token_bytes(32), NONCE_LIFETIME)
-    registrar_config = RegistrarConfig(date_header=True)
-    registrar = Registrar(
-        # Wall-clock `now`, so the 200 may carry Date (RFC 3261 §10.3 step 8).
-        registrar_config,
-        directory,
-        directory,
-        nonces,
-        driver.endpoint,
+    core = build_switch_core(
+        config_store.snapshot, driver.endpoint, driver.local_address, time.time
     )
-    host, port = driver.local_address
-    calls = CallService(
-        driver.endpoint,
-        config_store.snapshot,
-        CallerAuthenticator(
-            config_store.snapshot, directory, directory, nonces, driver.endpoint,
-            registrar_config.default_algorithms,
-        ),
-        registrar,
-        time.time,
-        f"sip:{_format_address((host, port))}",
-        lambda: secrets.token_hex(8),
-    )
+    registrar, calls = core.registrar, core.calls
     store = DatabaseBindingStore(create_session_factory(config_store.engine), time.time)
     service = RegistrarService(registrar, store, time.time, asyncio.get_running_loop())
     try:
@@ -305,7 +278,7 @@ async def _serve(
             ),
         )
     except OSError as error:
-        logger.error("cannot listen on %s: %s", _format_address((host, port)), error)
+        logger.error("cannot listen on %s: %s", format_address((host, port)), error)
         return EXIT_TROUBLE
     service: RegistrarService | None = None
     store: DatabaseBindingStore | None = None
@@ -330,7 +303,7 @@ async def _serve(
     # KeyboardInterrupt there); closing the loop removes them.
     for signal_number in _STOP_SIGNALS:
         loop.add_signal_handler(signal_number, shutdown.on_signal)
-    logger.info("softswitch listening on udp+tcp %s", _format_address(driver.local_address))
+    logger.info("softswitch listening on udp+tcp %s", format_address(driver.local_address))
     try:
         await shutdown.requested.wait()
         if calls is not None and call_timer is not None and len(calls):
@@ -419,11 +392,6 @@ class _CallTimer:
         self._armed_for = deadline
         if deadline is not None:
             self._handle = self._loop.call_at(deadline, self._fire)
-
-
-def _format_address(address: Address) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _run(arguments: argparse.Namespace) -> int:

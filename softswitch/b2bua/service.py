@@ -169,6 +169,16 @@ class CallService:
         """Answer every new INVITE 503 from now on; calls in progress go on."""
         self._accepting = False
 
+    def index_sizes(self) -> dict[str, int]:
+        """How much the service holds: all zero once every call ended and its last
+        deadline passed (for leak tests and gauges)."""
+        return {
+            "calls": len(self._calls),
+            "by_call_id": len(self._by_call_id),
+            "by_transaction": len(self._by_transaction),
+            "deadlines": len(self._deadlines),
+        }
+
     def next_record(self) -> CallRecord | None:
         """The next finished call's record, or None."""
         return self._records.popleft() if self._records else None

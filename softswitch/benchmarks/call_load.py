@@ -16,33 +16,15 @@ import argparse
 import csv
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
+from softswitch.benchmarks.harness import CALLEE_HOST, LOADGEN_HOST, write_bench_config
 from softswitch.benchmarks.options_load import free_port, pinned, wait_for_options
-
-REPOSITORY = Path(__file__).resolve().parents[2]
-LOADGEN_HOST = "127.0.0.2"  # the demo's trusted trunk source
-CALLEE_HOST = "127.0.0.3"
-
-
-def write_config(directory: Path, callee_port: int) -> Path:
-    config = yaml.safe_load((REPOSITORY / "configs" / "demo.yaml").read_text(encoding="utf-8"))
-    tenant = config["tenants"][0]
-    tenant["extensions"].append({
-        "number": "2001",
-        "site": tenant["sites"][0]["name"],
-        "display_name": "benchmark callee (SIPp uas)",
-        "static_contact_uri": f"sip:2001@{CALLEE_HOST}:{callee_port}",
-    })
-    path = directory / "bench.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 def process_times(pid: int) -> tuple[float, int]:
@@ -106,6 +88,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rates", default="100,250,500,750,1000", help="calls per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each step")
+    parser.add_argument("--profile", metavar="FILE", help="record the switch with py-spy "
+                        "(collapsed stacks) into FILE; the figures then include its cost")
     arguments = parser.parse_args()
     if shutil.which("sipp") is None:
         sys.exit("sipp is missing: run `make bench` (it installs sip-tester)")
@@ -113,7 +97,7 @@ def main() -> None:
     callee_port = free_port(CALLEE_HOST)
     with tempfile.TemporaryDirectory(prefix="softswitch-call-bench-") as directory:
         workdir = Path(directory)
-        config = write_config(workdir, callee_port)
+        config = write_bench_config(workdir, callee_port)
         log = (workdir / "switch.log").open("w")
         switch = subprocess.Popen(
             pinned([sys.executable, "-m", "softswitch", "run", "--sip",
@@ -128,6 +112,11 @@ def main() -> None:
         )
         try:
             wait_for_options("127.0.0.1", switch_port, time.monotonic() + 30)
+            profiler = subprocess.Popen(
+                ["py-spy", "record", "--format", "raw", "--rate", "200", "--pid",
+                 str(switch.pid), "--output", str(Path(arguments.profile).resolve())],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ) if arguments.profile else None
             print(f"calls: SIPp uac (trunk {LOADGEN_HOST}) -> softswitch -> SIPp uas "
                   f"({CALLEE_HOST}); {arguments.seconds:g} s per step")
             highest_clean = 0
@@ -144,6 +133,9 @@ def main() -> None:
                       f"RSS {result['rss'] / 2**20:.0f} MiB")
             print(f"highest rate with zero failed calls and zero unexpected messages: "
                   f"{highest_clean} calls/s")
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(timeout=60)
         finally:
             for process in (switch, callee):
                 process.terminate()

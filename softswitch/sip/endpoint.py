@@ -485,12 +485,12 @@ class SipEndpoint:
         """
         if request.method == "ACK":
             raise LocalProtocolError("an ACK has no client transaction: use send_ack_for_2xx")
-        flow = self._prepare_request(request, destination)
+        flow, data = self._prepare_request(request, destination)
         key = client_transaction_key(request.top_via.branch, request.method)
         pending_cancels = (cancel_key for cancel_key, _ in self._pending_cancels.values())
         if key in self._client or key in pending_cancels:
             raise LocalProtocolError(f"branch already in use: {key}")
-        self._start_client_transaction(key, request, flow, now)
+        self._start_client_transaction(key, request, flow, now, data)
         return key
 
     def send_ack_for_2xx(self, ack: Request, now: float, destination: Flow) -> None:
@@ -499,8 +499,7 @@ class SipEndpoint:
         retransmitted 2xx, resend the same object)."""
         if ack.method != "ACK":
             raise LocalProtocolError(f"send_ack_for_2xx got a {ack.method}")
-        flow = self._prepare_request(ack, destination)
-        self._outbound.append((ack.to_bytes(), flow))
+        self._outbound.append(self._prepare_request(ack, destination)[::-1])
 
     def send_cancel(self, invite_transaction_key: str, now: float) -> str:
         """Cancel a pending INVITE (§9.1) through a non-INVITE client transaction.
@@ -866,11 +865,15 @@ class SipEndpoint:
         self._emit(MessageDropped("malformed", detail, status_code, flow))
 
     # ================================================================ send path
-    def _prepare_request(self, request: Request, destination: Flow) -> Flow:
+    def _prepare_request(self, request: Request, destination: Flow) -> tuple[Flow, bytes]:
         """Complete a request the TU hands us and choose its transport (module rules).
 
+        Returns:
+            The flow to send on and the request's wire form.
+
         Raises:
-            LocalProtocolError: the request does not validate.
+            LocalProtocolError: the Request-URI, Via, From, To, Call-ID or CSeq is
+                missing or malformed, or the CSeq method is not the request's.
         """
         headers = request.headers
         has_branch = False
@@ -888,13 +891,16 @@ class SipEndpoint:
         if "max-forwards" not in headers:
             headers.add("Max-Forwards", _DEFAULT_MAX_FORWARDS)
         try:
-            request.validate()
+            # The headers matching, routing and the peer's §8.2 checks depend on, as
+            # send_response checks them: a full validate() of every request the TU built
+            # from parts it already parsed would cost more than the rest of sending.
+            _ = request.uri, request.top_via, request.from_address, request.to_address
+            if request.call_id and request.cseq.method != request.method:
+                raise RemoteProtocolError("the CSeq method is not the request's")
         except RemoteProtocolError as error:
             raise LocalProtocolError(f"invalid {request.method}: {error.reason}") from error
-        if (
-            destination.transport is Transport.UDP
-            and len(request.to_bytes()) > self.config.udp_size_threshold
-        ):
+        data = request.to_bytes()
+        if destination.transport is Transport.UDP and len(data) > self.config.udp_size_threshold:
             # §18.1.1: a request over 1300 bytes (MTU unknown) goes over a congestion-
             # controlled transport, and the top Via says so.
             destination = Flow(Transport.TCP, destination.remote, None)
@@ -903,7 +909,8 @@ class SipEndpoint:
                 parameters = dict(via.parameters)
                 tcp_via = Via(Transport.TCP.value, via.host, via.port, parameters, via.protocol)
                 request.replace_top_via(tcp_via)
-        return destination
+                data = request.to_bytes()
+        return destination, data
 
     def _build_cancel(self, invite: Request) -> Request:
         """§9.1: the CANCEL of `invite`."""
@@ -919,13 +926,14 @@ class SipEndpoint:
         return Request("CANCEL", invite.uri_text, headers)
 
     def _start_client_transaction(
-        self, key: str, request: Request, flow: Flow, now: float
+        self, key: str, request: Request, flow: Flow, now: float, data: bytes | None = None
     ) -> None:
         transaction: ClientTransactionType
+        timers = self.config.timers
         if request.method == "INVITE":
-            transaction = ClientInviteTransaction(key, request, flow, self.config.timers, now)
+            transaction = ClientInviteTransaction(key, request, flow, timers, now, data)
         else:
-            transaction = ClientNonInviteTransaction(key, request, flow, self.config.timers, now)
+            transaction = ClientNonInviteTransaction(key, request, flow, timers, now, data)
         self._client[key] = transaction
         self._after(transaction, now)
 

@@ -45,6 +45,7 @@ __all__ = [
     "check_date",
     "quote_string",
     "MULTI_VALUE_KEYS",
+    "clear_parse_caches",
     "SINGLE_VALUE_KEYS",
 ]
 
@@ -455,6 +456,23 @@ class NameAddress:
 
 
 
+PARSE_CACHE_SIZE = 8192
+"""Entries a parse cache holds before it is emptied (a flood of distinct values then
+costs one parse each, as without the cache, and never more memory than this)."""
+
+_NAME_ADDRESS_CACHE: dict[str, tuple[str, str | None, dict[str, str | None]]] = {}
+"""Simple name-addr text -> (URI text, display name, parameters); copies are handed out."""
+
+
+
+def clear_parse_caches() -> None:
+    """Empty the parse caches of name-addr values and SIP URIs (for memory tests)."""
+    from .uri import _SIP_URI_CACHE
+
+    _NAME_ADDRESS_CACHE.clear()
+    _SIP_URI_CACHE.clear()
+
+
 _SIMPLE_NAME_ADDRESS_RE = re.compile(
     rf'(?:"([^"\\\r\n]*)" ?)?<([^<>\s"]+)>((?:;[{_TOKEN_CHARS}]+(?:=[{_TOKEN_CHARS}]+)?)*)'
 )
@@ -469,6 +487,10 @@ def parse_name_address(text: str, *, require_brackets: bool = False) -> NameAddr
             (§3.1.2.15), an addr-spec containing `?` or `,` outside brackets (§3.1.2.13,
             RFC 3261 §20.10), or malformed parameters.
     """
+    cached = _NAME_ADDRESS_CACHE.get(text)
+    if cached is not None:
+        # The same From, To or Contact text recurs in every message of a dialog.
+        return NameAddress(cached[0], cached[1], dict(cached[2]))
     simple = _SIMPLE_NAME_ADDRESS_RE.fullmatch(text)
     if simple is not None:
         # Fast path: `"Name" <uri>;tag=x` or `<uri>` without escapes, LWS or quotes.
@@ -478,6 +500,9 @@ def parse_name_address(text: str, *, require_brackets: bool = False) -> NameAddr
             for item in parameters_text[1:].split(";"):
                 name, equals, value = item.partition("=")
                 parameters[name.lower()] = value if equals else None
+        if len(_NAME_ADDRESS_CACHE) >= PARSE_CACHE_SIZE:
+            _NAME_ADDRESS_CACHE.clear()
+        _NAME_ADDRESS_CACHE[text] = (uri_text, display_text, parameters.copy())
         return NameAddress(uri_text, display_text, parameters)
     display: str | None = None
     position = 0

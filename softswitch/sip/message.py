@@ -267,7 +267,11 @@ class Headers:
         self._typed.pop(_VALIDATED, None)
 
     def copy(self) -> Headers:
-        return Headers(list(self._fields))
+        """An independent copy; the typed values parsed so far are shared (they are
+        never changed in place: every mutation replaces or drops a cached value)."""
+        copied = Headers(list(self._fields))
+        copied._typed = self._typed.copy()
+        return copied
 
     def typed(self, key: str, parse: Callable[[Headers], T]) -> T:
         """The cached typed value of `key`, computed by `parse(self)` on first use."""
@@ -447,6 +451,10 @@ _VALIDATED_HEADERS: tuple[tuple[str, Callable[[Headers], Any]], ...] = (
 )
 
 
+_MANDATORY_KEYS = frozenset({"via", "from", "to", "call-id", "cseq"})
+_ADDRESS_LIST_KEYS = ("route", "record-route", "contact")
+
+
 class Message(abc.ABC):
     """What requests and responses share: headers, body and typed header access.
 
@@ -591,23 +599,30 @@ class Message(abc.ABC):
                 appears twice (RFC 4475 §3.3.8), or any known header is malformed.
         """
         headers = self.headers
-        if _VALIDATED in headers._typed:
+        typed = headers._typed
+        if _VALIDATED in typed:
             return  # validated before, and no header changed since
         keys = [field[0] for field in headers._fields]
-        for key in SINGLE_VALUE_KEYS:  # ordered: the To/From error is the one reported
-            count = keys.count(key)
-            if count > 1:
-                raise RemoteProtocolError(f"{key} header appears {count} times")
+        present = set(keys)
+        if len(present) < len(keys):
+            for key in SINGLE_VALUE_KEYS:  # ordered: the To/From error is the one reported
+                count = keys.count(key)
+                if count > 1:
+                    raise RemoteProtocolError(f"{key} header appears {count} times")
+        # The mandatory headers are parsed whether present or not (a missing one is the
+        # error); an optional header that is absent has nothing to check.
         for key, parse in _VALIDATED_HEADERS:
-            headers.typed(key, parse)
-        date = headers.first_value("date")
-        if date is not None:
-            check_date(date)
+            if key not in typed and (key in present or key in _MANDATORY_KEYS):
+                typed[key] = parse(headers)
+        if "date" in present:
+            check_date(headers.first_value("date") or "")
         # URIs inside name-addr values are parsed lazily; validation forces them.
-        addresses = [self.from_address, self.to_address, *self.routes, *self.record_routes]
-        addresses.extend(contact for contact in self.contacts if not contact.wildcard)
-        for address in addresses:
-            _ = address.uri
+        _ = typed["from"].uri, typed["to"].uri
+        for key in _ADDRESS_LIST_KEYS:
+            if key in present:
+                for address in typed[key]:
+                    if not address.wildcard:
+                        _ = address.uri
         headers._typed[_VALIDATED] = True
 
     # -- serialization ------------------------------------------------------------------

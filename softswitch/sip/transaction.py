@@ -189,7 +189,9 @@ class StateMachine(Generic[StateT]):
 
 
 def _copy_request(request: Request) -> Request:
-    return Request(request.method, request.uri_text, request.headers.copy(), request.body)
+    copied = Request(request.method, request.uri_text, request.headers.copy(), request.body)
+    copied._uri = request._uri  # URIs are immutable: the parsed one is shared
+    return copied
 
 
 class Transaction(abc.ABC, Generic[StateT]):
@@ -362,12 +364,14 @@ class ClientTransaction(Transaction[StateT]):
         now: float,
         machine: StateMachine[StateT],
         responses: ClientResponseTable[StateT],
+        data: bytes | None = None,
     ) -> None:
         super().__init__(key, request, flow.transport.reliable, timers, machine)
         self.flow = flow
         """Where the request (and the ACK of a non-2xx) goes."""
         self._responses = responses
-        self._request_bytes = request.to_bytes()
+        self._request_bytes = data if data is not None else request.to_bytes()
+        """The request's wire form (`data`, when the caller already serialised it)."""
         self._ack_bytes: bytes | None = None
         self.ack: Request | None = None
         """The ACK this transaction built for a non-2xx final response (§17.1.1.3)."""
@@ -490,12 +494,25 @@ class ClientInviteTransaction(ClientTransaction[ClientInviteState]):
     """INVITE client transaction (RFC 3261 §17.1.1, RFC 6026 §8.4)."""
 
     def __init__(
-        self, key: str, request: Request, flow: Flow, timers: TimerValues, now: float
+        self,
+        key: str,
+        request: Request,
+        flow: Flow,
+        timers: TimerValues,
+        now: float,
+        data: bytes | None = None,
     ) -> None:
         if request.method != "INVITE":
             raise LocalProtocolError(f"an INVITE client transaction cannot send {request.method}")
         super().__init__(
-            key, request, flow, timers, now, _CLIENT_INVITE_MACHINE, _CLIENT_INVITE_RESPONSES
+            key,
+            request,
+            flow,
+            timers,
+            now,
+            _CLIENT_INVITE_MACHINE,
+            _CLIENT_INVITE_RESPONSES,
+            data,
         )
 
 
@@ -540,12 +557,18 @@ class ClientNonInviteTransaction(ClientTransaction[ClientNonInviteState]):
     """Non-INVITE client transaction (RFC 3261 §17.1.2)."""
 
     def __init__(
-        self, key: str, request: Request, flow: Flow, timers: TimerValues, now: float
+        self,
+        key: str,
+        request: Request,
+        flow: Flow,
+        timers: TimerValues,
+        now: float,
+        data: bytes | None = None,
     ) -> None:
         if request.method in ("INVITE", "ACK"):
             raise LocalProtocolError(f"non-INVITE client transaction for {request.method}")
         machine, responses = _CLIENT_NON_INVITE_MACHINE, _CLIENT_NON_INVITE_RESPONSES
-        super().__init__(key, request, flow, timers, now, machine, responses)
+        super().__init__(key, request, flow, timers, now, machine, responses, data)
 
 
 # ------------------------------------------------------------------ server transactions

@@ -91,6 +91,10 @@ def _comparable_parameters(parameters: dict[str, str | None]) -> dict[str, str]:
     }
 
 
+_SIP_URI_CACHE_SIZE = 8192
+"""Entries the URI cache holds before it is emptied (never more memory than this)."""
+
+
 @dataclass(slots=True, eq=False)
 class SipUri:
     """A `sip:` or `sips:` URI. `host` keeps IPv6 brackets off; `str()` adds them."""
@@ -105,6 +109,20 @@ class SipUri:
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
+        cached = _SIP_URI_CACHE.get(text)
+        if cached is not None:
+            # A dialog's URIs recur in each of its messages: parse once, copy after.
+            return cls(cached.host, cached.user, cached.password, cached.port,
+                       dict(cached.parameters), cached.headers, cached.scheme)
+        uri = cls._parse(text)
+        if len(_SIP_URI_CACHE) >= _SIP_URI_CACHE_SIZE:
+            _SIP_URI_CACHE.clear()
+        _SIP_URI_CACHE[text] = cls(uri.host, uri.user, uri.password, uri.port,
+                                   dict(uri.parameters), uri.headers, uri.scheme)
+        return uri
+
+    @classmethod
+    def _parse(cls, text: str) -> SipUri:
         match = _SIP_URI_RE.fullmatch(text)
         if match is None:
             raise RemoteProtocolError(f"malformed SIP URI {text[:80]!r}")
@@ -235,6 +253,9 @@ class AbsoluteUri:
 
 
 Uri = SipUri | TelUri | AbsoluteUri
+
+_SIP_URI_CACHE: dict[str, SipUri] = {}
+"""SIP URI text -> a parsed URI that is never handed out (copies are)."""
 
 
 def parse_uri(text: str) -> Uri:
