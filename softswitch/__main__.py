@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING
 import uvloop
 
 from softswitch.element import Element
-from softswitch.runtime import tune_garbage_collector
+from softswitch.runtime import CollectorPacer, tune_garbage_collector
 from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
 from softswitch.sip.errors import RemoteProtocolError
 from softswitch.sip.events import SipEvent
@@ -298,6 +298,8 @@ async def _serve(
         call_timer = _CallTimer(loop, driver, element, calls)
         driver.set_event_handler(call_timer.handle_event)
 
+    pacer = CollectorPacer(loop)  # softswitch.runtime: young collections on a timer
+    pacer.start()
     shutdown = _Shutdown()
     # Left installed through the closing below (a second signal must not raise
     # KeyboardInterrupt there); closing the loop removes them.
@@ -309,6 +311,7 @@ async def _serve(
         if calls is not None and call_timer is not None and len(calls):
             await _drain(calls, call_timer, shutdown, drain_seconds)
     finally:
+        pacer.close()
         if call_timer is not None:
             call_timer.close()
         await driver.close()
@@ -317,6 +320,11 @@ async def _serve(
         if store is not None:
             store.close()
     logger.info("softswitch stopped; transport counters: %s", _format_counters(driver.counters))
+    logger.info(
+        "softswitch stopped; garbage collector: %s, longest pass %.1f ms",
+        _format_counters(pacer.counters),
+        pacer.longest_pause * 1000,
+    )
     logger.info(
         "softswitch stopped; endpoint counters: %s", _format_counters(driver.endpoint.counters)
     )

@@ -130,6 +130,13 @@ def _default_random_token() -> str:
 # ------------------------------------------------------------------- transaction keys
 
 
+_RESPONSE_COPIED = {
+    "via": "Via", "from": "From", "to": "To", "call-id": "Call-ID", "cseq": "CSeq"
+}
+"""The headers a response copies from its request (§8.2.6.2), with their written names."""
+_TO_PLACEHOLDER = ("to", "To", "")
+
+
 def _has_rfc3261_branch(via: Via) -> bool:
     """§17.2.3: a branch beginning with the magic cookie identifies the transaction.
     The bare cookie (RFC 4475 §3.2.1 badbranch) identifies nothing: RFC 2543 rules."""
@@ -435,7 +442,7 @@ class SipEndpoint:
             flow = transaction.response_flow
             if flow.connection_id == connection_id:
                 transaction.response_flow = Flow(
-                    Transport.TCP, _reconnect_address(transaction.request.top_via)
+                    Transport.TCP, _reconnect_address(transaction.top_via)
                 )
 
     def transport_error(self, flow: Flow, now: float, reason: str) -> None:
@@ -600,12 +607,18 @@ class SipEndpoint:
             raise LocalProtocolError("an ACK is never answered (RFC 3261 §17.1.1.3)")
         if not 100 <= status_code <= 699:
             raise LocalProtocolError(f"status code {status_code} out of range")
-        headers = Headers()
-        for via in request.headers.get_all("via"):
-            headers.add("Via", via)
-        headers.add("From", request.headers.get("from") or "")
-        to_value = request.headers.get("to") or ""
-        if status_code > 100 and request.to_address.tag is None:
+        source = request.headers
+        fields: list[tuple[str, str, str]] = []
+        to_value = ""
+        for key, _, value in source._fields:
+            if key in _RESPONSE_COPIED:
+                if key == "to":
+                    to_value = value
+                    fields.append(_TO_PLACEHOLDER)
+                else:
+                    fields.append((key, _RESPONSE_COPIED[key], value))
+        to_address = request.to_address
+        if status_code > 100 and to_address.tag is None:
             transaction = self._server.get(server_transaction_key(request))
             if to_tag is None and transaction is not None:
                 to_tag = transaction.local_tag
@@ -614,13 +627,22 @@ class SipEndpoint:
             if transaction is not None and transaction.local_tag is None:
                 transaction.local_tag = to_tag
             to_value = f"{to_value};tag={to_tag}"
-        headers.add("To", to_value)
-        headers.add("Call-ID", request.headers.get("call-id") or "")
-        headers.add("CSeq", request.headers.get("cseq") or "")
+            to_address = to_address.copy()
+            to_address.parameters["tag"] = to_tag
+        fields = [("to", "To", to_value) if field is _TO_PLACEHOLDER else field for field in fields]
         if status_code == 100:
-            timestamp = request.headers.get("timestamp")
+            timestamp = source.get("timestamp")
             if timestamp is not None:
-                headers.add("Timestamp", timestamp)
+                fields.append(("timestamp", "Timestamp", timestamp))
+        headers = Headers(fields)
+        # The copied values are the request's: so are their parsed forms, which the send
+        # path reads at once (§8.2.6.2 matching headers).
+        typed = headers._typed
+        typed["via"] = request.vias
+        typed["from"] = request.from_address
+        typed["to"] = to_address
+        typed["call-id"] = request.call_id
+        typed["cseq"] = request.cseq
         return Response(status_code, reason, headers)
 
     def is_merged_request(self, request: Request) -> bool:
@@ -680,7 +702,7 @@ class SipEndpoint:
             (via.port or DEFAULT_PORT) == self.config.local_port
         )
         if not ours and (
-            transaction is None or _sent_by_key(transaction.request.top_via) != _sent_by_key(via)
+            transaction is None or _sent_by_key(transaction.top_via) != _sent_by_key(via)
         ):
             # §18.1.2: "the response MUST be silently discarded".
             self._emit(
@@ -956,7 +978,7 @@ class SipEndpoint:
 
     def _register_server(self, transaction: ServerTransactionType) -> None:
         self._server[transaction.key] = transaction
-        self._merge_index.setdefault(_merge_key(transaction.request), set()).add(transaction.key)
+        self._merge_index.setdefault(transaction.merge_key, set()).add(transaction.key)
 
     def _after(
         self, transaction: ClientTransactionType | ServerTransactionType, now: float
@@ -981,13 +1003,8 @@ class SipEndpoint:
             self._deadlines.set(transaction.key, transaction.deadline)
 
     def _index_success(self, transaction: ServerInviteTransaction) -> None:
-        request = transaction.request
-        index_key = (
-            request.call_id,
-            request.cseq.number,
-            request.from_address.tag or "",
-            transaction.local_tag or "",
-        )
+        from_tag, call_id, cseq_number, _ = transaction.merge_key
+        index_key = (call_id, cseq_number, from_tag, transaction.local_tag or "")
         self._success_ack_index[index_key] = transaction.key
         self._success_ack_keys[transaction.key] = index_key
 
@@ -1011,7 +1028,7 @@ class SipEndpoint:
             del self._client[key]
         else:
             del self._server[key]
-            merge_key = _merge_key(transaction.request)
+            merge_key = transaction.merge_key
             keys = self._merge_index.get(merge_key)
             if keys is not None:
                 keys.discard(key)
@@ -1021,8 +1038,3 @@ class SipEndpoint:
             if index_key is not None and self._success_ack_index.get(index_key) == key:
                 del self._success_ack_index[index_key]
         self._emit(TransactionTerminated(key, transaction.is_client))
-
-
-def _merge_key(request: Request) -> tuple[str, str, int, str]:
-    cseq = request.cseq
-    return (request.from_address.tag or "", request.call_id, cseq.number, cseq.method)

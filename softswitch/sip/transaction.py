@@ -60,7 +60,7 @@ from .events import (
     TransportError,
 )
 from .flows import Flow
-from .headers import split_comma_values
+from .headers import Via, split_comma_values
 from .message import Headers, Request, Response
 from .timers import TimerName, TimerValues
 
@@ -186,6 +186,10 @@ class StateMachine(Generic[StateT]):
     timers_kept: Mapping[StateT, frozenset[TimerName]]
     timers_started: Mapping[StateT, tuple[TimerName, ...]]
     timer_actions: Mapping[tuple[StateT, TimerName], TimerAction]
+    lean: frozenset[StateT] = frozenset()
+    """States that only absorb retransmissions: entering one drops the parsed messages
+    (`Transaction.request`, the last response, a built ACK) and keeps only what
+    retransmitting and matching need (bytes, keys, the top Via)."""
 
 
 def _copy_request(request: Request) -> Request:
@@ -196,6 +200,20 @@ def _copy_request(request: Request) -> Request:
 
 class Transaction(abc.ABC, Generic[StateT]):
     """What all four transactions share: state, timers and the output queue."""
+
+    __slots__ = (
+        "key",
+        "_request",
+        "top_via",
+        "method",
+        "reliable",
+        "timers",
+        "_machine",
+        "_state",
+        "_deadlines",
+        "_intervals",
+        "_outputs",
+    )
 
     is_client: bool = False
 
@@ -209,10 +227,9 @@ class Transaction(abc.ABC, Generic[StateT]):
     ) -> None:
         self.key = key
         """The transaction key the endpoint matches messages with."""
-        self.request = _copy_request(request)
-        """A copy of the request that created the transaction: the TU may reuse or
-        change its own object (a B2BUA builds its other leg from it) without affecting
-        matching, the ACK or the CANCEL built from this one."""
+        self._request: Request | None = _copy_request(request)
+        self.top_via: Via = request.top_via
+        """The request's top Via (kept when the request is released)."""
         self.method = request.method
         self.reliable = reliable
         """True over a reliable transport: no retransmissions (§17)."""
@@ -227,6 +244,21 @@ class Transaction(abc.ABC, Generic[StateT]):
         return f"<{type(self).__name__} {self.key} {self._state.name}>"
 
     # -- what the caller reads --------------------------------------------------------
+    @property
+    def request(self) -> Request:
+        """A copy of the request that created the transaction: the TU may reuse or
+        change its own object (a B2BUA builds its other leg from it) without affecting
+        matching, the ACK or the CANCEL built from this one.
+
+        Raises:
+            LocalProtocolError: the transaction is in a lean state (`StateMachine.lean`)
+                and let the parsed request go.
+        """
+        request = self._request
+        if request is None:
+            raise LocalProtocolError(f"{self.key} released its request in {self._state.name}")
+        return request
+
     @property
     def state(self) -> StateT:
         return self._state
@@ -276,6 +308,15 @@ class Transaction(abc.ABC, Generic[StateT]):
         self._state = state
         for timer in self._machine.timers_started.get(state, ()):
             self._start_timer(timer, self._timer_duration(timer), now)
+        if state in self._machine.lean:
+            # Up to 64*T1 in this state with nothing to do but absorb retransmissions:
+            # keeping whole parsed messages that long would cost a switch most of its
+            # memory (and the garbage collector's time) at thousands of calls a second.
+            self._release()
+
+    def _release(self) -> None:
+        """Drop the parsed messages (see `StateMachine.lean`)."""
+        self._request = None
 
     def _timer_duration(self, timer: TimerName) -> float | None:
         return self.timers.duration(timer, reliable=self.reliable)
@@ -353,6 +394,8 @@ class ClientTransaction(Transaction[StateT]):
     constructor sends it and starts the initial state's timers.
     """
 
+    __slots__ = ("flow", "_responses", "_request_bytes", "_ack_bytes", "ack", "final_response")
+
     is_client = True
 
     def __init__(
@@ -374,9 +417,10 @@ class ClientTransaction(Transaction[StateT]):
         """The request's wire form (`data`, when the caller already serialised it)."""
         self._ack_bytes: bytes | None = None
         self.ack: Request | None = None
-        """The ACK this transaction built for a non-2xx final response (§17.1.1.3)."""
+        """The ACK this transaction built for a non-2xx final response (§17.1.1.3);
+        None again once the transaction is lean (its bytes are kept)."""
         self.final_response: Response | None = None
-        """The first final response received, once there is one."""
+        """The first final response received, until the transaction is lean."""
         self._outputs.append(Transmit(self._request_bytes, flow))
         for timer in machine.timers_started.get(machine.initial, ()):
             self._start_timer(timer, self._timer_duration(timer), now)
@@ -439,6 +483,11 @@ class ClientTransaction(Transaction[StateT]):
     def _retransmit(self) -> None:
         self._outputs.append(Transmit(self._request_bytes, self.flow))
 
+    def _release(self) -> None:
+        super()._release()
+        self.ack = None
+        self.final_response = None
+
 
 _C = ClientInviteState
 _CLIENT_INVITE_MACHINE: StateMachine[ClientInviteState] = StateMachine(
@@ -463,6 +512,7 @@ _CLIENT_INVITE_MACHINE: StateMachine[ClientInviteState] = StateMachine(
         (_C.COMPLETED, TimerName.D): TimerAction.TERMINATE,
         (_C.ACCEPTED, TimerName.M): TimerAction.TERMINATE,
     },
+    lean=frozenset({_C.COMPLETED, _C.ACCEPTED}),
 )
 _PROVISIONAL, _SUCCESS, _NON_SUCCESS = (
     ResponseClass.PROVISIONAL,
@@ -492,6 +542,8 @@ _CLIENT_INVITE_RESPONSES: ClientResponseTable[ClientInviteState] = {
 
 class ClientInviteTransaction(ClientTransaction[ClientInviteState]):
     """INVITE client transaction (RFC 3261 §17.1.1, RFC 6026 §8.4)."""
+
+    __slots__ = ()
 
     def __init__(
         self,
@@ -538,6 +590,7 @@ _CLIENT_NON_INVITE_MACHINE: StateMachine[ClientNonInviteState] = StateMachine(
         (_N.PROCEEDING, TimerName.F): TimerAction.TIME_OUT,
         (_N.COMPLETED, TimerName.K): TimerAction.TERMINATE,
     },
+    lean=frozenset({_N.COMPLETED}),
 )
 _CLIENT_NON_INVITE_RESPONSES: ClientResponseTable[ClientNonInviteState] = {
     (_N.TRYING, _PROVISIONAL): (_N.PROCEEDING, ClientAction.PASS_UP),
@@ -555,6 +608,8 @@ _CLIENT_NON_INVITE_RESPONSES: ClientResponseTable[ClientNonInviteState] = {
 
 class ClientNonInviteTransaction(ClientTransaction[ClientNonInviteState]):
     """Non-INVITE client transaction (RFC 3261 §17.1.2)."""
+
+    __slots__ = ()
 
     def __init__(
         self,
@@ -601,6 +656,17 @@ class ServerTransaction(Transaction[StateT]):
     """A server transaction: absorbs retransmissions of `request` and sends the TU's
     responses on `response_flow` (chosen by the endpoint per RFC 3261 §18.2.2)."""
 
+    __slots__ = (
+        "response_flow",
+        "_responses",
+        "_requests",
+        "last_response",
+        "_last_response_bytes",
+        "_last_status",
+        "merge_key",
+        "local_tag",
+    )
+
     is_client = False
 
     def __init__(
@@ -619,7 +685,18 @@ class ServerTransaction(Transaction[StateT]):
         self._responses = responses
         self._requests = requests
         self.last_response: Response | None = None
+        """The last response sent, until the transaction is lean."""
         self._last_response_bytes: bytes | None = None
+        self._last_status: int | None = None
+        request_from_tag = request.from_address.tag or ""
+        cseq = request.cseq
+        self.merge_key: tuple[str, str, int, str] = (
+            request_from_tag,
+            request.call_id,
+            cseq.number,
+            cseq.method,
+        )
+        """(From tag, Call-ID, CSeq number, CSeq method): §8.2.2.2 merged requests."""
         self.local_tag: str | None = None
         """The To tag of our responses (§8.2.6.2: the same in every response)."""
 
@@ -639,6 +716,7 @@ class ServerTransaction(Transaction[StateT]):
         if tag is not None:
             self.local_tag = tag
         self.last_response = response
+        self._last_status = response.status_code
         self._last_response_bytes = response.to_bytes()
         self._outputs.append(Transmit(self._last_response_bytes, self.response_flow))
         if next_state is not self._state:
@@ -671,10 +749,12 @@ class ServerTransaction(Transaction[StateT]):
             )
         else:
             resent: int | None = None
-            if action is ServerAction.RESEND_LAST_RESPONSE and self.last_response is not None:
-                assert self._last_response_bytes is not None
+            if (
+                action is ServerAction.RESEND_LAST_RESPONSE
+                and self._last_response_bytes is not None
+            ):
                 self._outputs.append(Transmit(self._last_response_bytes, self.response_flow))
-                resent = self.last_response.status_code
+                resent = self._last_status
             self._outputs.append(
                 MessageDropped(
                     "retransmission_absorbed",
@@ -693,6 +773,10 @@ class ServerTransaction(Transaction[StateT]):
     def _retransmit(self) -> None:
         if self._last_response_bytes is not None:
             self._outputs.append(Transmit(self._last_response_bytes, self.response_flow))
+
+    def _release(self) -> None:
+        super()._release()
+        self.last_response = None
 
 
 _S = ServerInviteState
@@ -719,6 +803,7 @@ _SERVER_INVITE_MACHINE: StateMachine[ServerInviteState] = StateMachine(
         (_S.ACCEPTED, TimerName.G): TimerAction.RETRANSMIT,
         (_S.ACCEPTED, TimerName.L): TimerAction.TIME_OUT_UNLESS_ACKNOWLEDGED,
     },
+    lean=frozenset({_S.COMPLETED, _S.CONFIRMED, _S.ACCEPTED}),
 )
 _SERVER_INVITE_RESPONSES: ServerResponseTable[ServerInviteState] = {
     (_S.PROCEEDING, _PROVISIONAL): _S.PROCEEDING,
@@ -748,6 +833,8 @@ class ServerInviteTransaction(ServerTransaction[ServerInviteState]):
         retransmit_success: retransmit a 2xx for the TU until its ACK arrives
             (RFC 3261 §13.3.1.4; see the module rules).
     """
+
+    __slots__ = ("retransmit_success", "success_acknowledged")
 
     def __init__(
         self,
@@ -806,6 +893,7 @@ _SERVER_NON_INVITE_MACHINE: StateMachine[ServerNonInviteState] = StateMachine(
     timers_kept={},
     timers_started={_T.COMPLETED: (TimerName.J,)},
     timer_actions={(_T.COMPLETED, TimerName.J): TimerAction.TERMINATE},
+    lean=frozenset({_T.COMPLETED}),
 )
 _SERVER_NON_INVITE_RESPONSES: ServerResponseTable[ServerNonInviteState] = {
     (_T.TRYING, _PROVISIONAL): _T.PROCEEDING,
@@ -825,6 +913,8 @@ _SERVER_NON_INVITE_REQUESTS: ServerRequestTable[ServerNonInviteState] = {
 
 class ServerNonInviteTransaction(ServerTransaction[ServerNonInviteState]):
     """Non-INVITE server transaction (RFC 3261 §17.2.2)."""
+
+    __slots__ = ()
 
     def __init__(
         self, key: str, request: Request, response_flow: Flow, timers: TimerValues

@@ -85,3 +85,16 @@ def test_thousands_of_calls_leave_nothing_behind(lab: Lab) -> None:
     # tables are not (their size follows the load, not the number of calls). What may
     # remain is a few entries of bounded caches: nothing per call.
     assert grown < CALLS // 10, f"{grown} more allocated blocks after {CALLS} calls"
+
+
+def test_calls_create_no_reference_cycles(lab: Lab) -> None:
+    """softswitch.runtime turns the cyclic collector off: it relies on this."""
+    gc.collect()
+    gc.disable()
+    try:
+        run_calls(lab, 100_000, 500, 1_000_000.0)
+        found = gc.collect()
+    finally:
+        gc.enable()
+    assert lab.caller.unexpected == 0
+    assert found == 0, f"{found} objects were only collectable by the cyclic collector"

@@ -262,7 +262,8 @@ def test_client_invite_non_2xx_builds_ack_and_waits_timer_d() -> None:
     assert [str(via) for via in ack.vias] == [str(invite.top_via)]
     assert ack.headers.get_all("route") == invite.headers.get_all("route")
     assert ack.body == b""
-    assert transaction.ack is not None and transaction.ack.to_bytes() == ack_bytes
+    # Completed is lean (StateMachine.lean): the ACK object is gone, its bytes are kept.
+    assert transaction.ack is None
 
     assert state_of(transaction) is ClientInviteState.COMPLETED
     assert transaction.running_timers() == {TimerName.D: 33.0}  # Timer A and B stopped
@@ -501,9 +502,12 @@ def test_server_invite_absorbs_retransmissions_and_resends_last_response() -> No
 
 def test_server_invite_2xx_is_retransmitted_until_acknowledged() -> None:
     transaction = server_invite()
-    ok = make_response(transaction.request, 200)
+    invite = transaction.request
+    ok = make_response(invite, 200)
     transaction.send_response(ok, 0.0)
     assert state_of(transaction) is ServerInviteState.ACCEPTED
+    with pytest.raises(LocalProtocolError):
+        transaction.request  # noqa: B018  (lean in Accepted: the parsed INVITE is gone)
     transaction.take_outputs()
     steps = step_timers(transaction, until=8.0)
     # RFC 3261 §13.3.1.4: T1 doubling to T2, like Timer G.
@@ -511,7 +515,7 @@ def test_server_invite_2xx_is_retransmitted_until_acknowledged() -> None:
     assert all(transmitted(outputs) == [ok.to_bytes()] for _, outputs in steps)
 
     # An INVITE retransmission in Accepted is absorbed, not passed up (RFC 6026 §8.5).
-    transaction.receive_request(transaction.request, UDP, 8.5)
+    transaction.receive_request(invite, UDP, 8.5)
     assert [type(event) for event in events(transaction.take_outputs())] == [MessageDropped]
 
     transaction.acknowledge_success(9.0)
