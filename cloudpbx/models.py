@@ -13,6 +13,15 @@ Rules:
 - `Registration` rows are switch state, not configuration: the registrar writes them so a
   restarted switch still reaches its phones. Nothing else in this package reads them on
   the call path.
+- A `Registration` row holds the whole binding: everything the registrar lists in the
+  200 to a REGISTER (contact URI, q, every other Contact parameter in order; RFC 3261
+  §10.3 step 8) and everything the switch needs to reach the phone (the received
+  address, port and transport of the REGISTER), so a restart changes neither. Columns
+  added after the first schema are nullable: rows written before them load with the
+  older defaults (see `softswitch.registrar.store`).
+- `SwitchSecret` rows are switch state too: keys the switch creates on first start and
+  keeps across restarts (the digest nonce key, RFC 7616 §3.3). They are as sensitive as
+  the HA1s next to them; they are never logged and never provisioned.
 - These classes never leave the store: the switch reads `cloudpbx.snapshot` values built by
   `cloudpbx.repository.load_snapshot`.
 """
@@ -21,7 +30,17 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import JSON, Enum, Float, ForeignKey, Integer, MetaData, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from cloudpbx.domain import ExtensionKind, Transport
@@ -33,6 +52,7 @@ __all__ = [
     "Registration",
     "SipCredential",
     "Site",
+    "SwitchSecret",
     "Tenant",
     "Trunk",
     "TrunkSourceAddress",
@@ -203,3 +223,27 @@ class Registration(Base):
     instance_id: Mapped[str | None] = mapped_column(String(256), default=None)
     """The Contact's `+sip.instance` parameter (RFC 5626 §4.1), if any."""
     user_agent: Mapped[str | None] = mapped_column(String(256), default=None)
+    q: Mapped[float | None] = mapped_column(Float, default=None)
+    """The Contact's `q` parameter (RFC 3261 §20.10); null when it had none."""
+    contact_parameters: Mapped[list[list[str | None]] | None] = mapped_column(
+        JSON, default=None
+    )
+    """Every other Contact parameter as received, in order, as [name, value-or-null]
+    pairs (`+sip.instance`, `reg-id`, ...; without `expires` and `q`). Null for rows
+    written before this column existed."""
+    registered_at: Mapped[float | None] = mapped_column(Float, default=None)
+    """When the binding was first added, unix time in seconds."""
+    updated_at: Mapped[float | None] = mapped_column(Float, default=None)
+    """When it was last added or refreshed: the tie-break between equal q values."""
+
+
+class SwitchSecret(Base):
+    """A key the switch generates once and keeps (see the module rules)."""
+
+    __tablename__ = "switch_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """What the key is for, e.g. `digest-nonce`."""
+    value: Mapped[bytes] = mapped_column(LargeBinary(256))
+    created_at: Mapped[float] = mapped_column(Float)
+    """Unix time in seconds."""

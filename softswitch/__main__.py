@@ -51,6 +51,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import math
 import signal
 import sys
 import time
@@ -91,6 +92,8 @@ EXIT_TROUBLE = 2
 # Seconds a SIGTERM waits for the calls in progress to end (issue 3: a bounded wait).
 DEFAULT_DRAIN_SECONDS = 30.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_CALL_TIMER_TICK = 0.1
+"""Seconds between the ticks call deadlines are served on (see `_CallTimer`)."""
 
 
 def parse_host_port(text: str) -> Address:
@@ -136,6 +139,8 @@ class _ConfigStore:
 
     engine: Engine
     snapshot: ConfigSnapshot
+    nonce_secret: bytes
+    """The digest nonce key kept in the store (`softswitch.registrar.nonce_secret`)."""
 
 
 class _StartupError(Exception):
@@ -164,6 +169,7 @@ def _open_config_store(arguments: argparse.Namespace) -> _ConfigStore:
     )
     from cloudpbx.provisioning import ProvisioningError, provision
     from cloudpbx.repository import load_snapshot
+    from softswitch.registrar.nonce_secret import load_or_create_nonce_secret
 
     database_url = arguments.database or database_url_for_directory(
         arguments.data_dir or "data"
@@ -176,11 +182,14 @@ def _open_config_store(arguments: argparse.Namespace) -> _ConfigStore:
             f"cannot open the config store: {describe_exception(error)}", EXIT_TROUBLE
         ) from error
     try:
-        with create_session_factory(engine)() as session:
+        sessions = create_session_factory(engine)
+        with sessions() as session:
             if arguments.config is not None:
                 result = provision(session, arguments.config)
                 logger.info("%s: provisioned; %s", arguments.config, result)
             snapshot = load_snapshot(session)
+        # Created on the first start, then reused: nonces outlive a restart.
+        nonce_secret = load_or_create_nonce_secret(sessions)
     except ProvisioningError as error:
         engine.dispose()
         raise _StartupError(str(error), EXIT_INVALID) from error
@@ -189,7 +198,7 @@ def _open_config_store(arguments: argparse.Namespace) -> _ConfigStore:
         raise _StartupError(
             f"cannot read the config store: {describe_exception(error)}", EXIT_TROUBLE
         ) from error
-    return _ConfigStore(engine, snapshot)
+    return _ConfigStore(engine, snapshot, nonce_secret)
 
 
 async def _start_registrar(
@@ -201,7 +210,11 @@ async def _start_registrar(
     from softswitch.wiring import build_switch_core
 
     core = build_switch_core(
-        config_store.snapshot, driver.endpoint, driver.local_address, time.time
+        config_store.snapshot,
+        driver.endpoint,
+        driver.local_address,
+        time.time,
+        nonce_secret=config_store.nonce_secret,
     )
     registrar, calls = core.registrar, core.calls
     store = DatabaseBindingStore(create_session_factory(config_store.engine), time.time)
@@ -385,13 +398,17 @@ class _CallTimer:
         while (record := self._calls.next_record()) is not None:
             if record.error:
                 call_logger.error("%s", record.log_text())
-            else:
+            elif call_logger.isEnabledFor(logging.INFO):
                 call_logger.info("%s", record.log_text())
         if len(self._calls):
             self.idle.clear()
         else:
             self.idle.set()
         deadline = self._calls.next_deadline()
+        if deadline is not None:
+            # Call deadlines (no answer within seconds) need no millisecond accuracy:
+            # on 0.1 s ticks the timer is re-armed a few times a second, not per call.
+            deadline = math.ceil(deadline / _CALL_TIMER_TICK) * _CALL_TIMER_TICK
         if deadline == self._armed_for:
             return
         if self._handle is not None:

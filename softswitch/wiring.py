@@ -5,6 +5,11 @@ Rules:
 - No I/O and no clock reading here: the wall clock (`wall_clock`, for digest nonces and
   bindings) and the token source are arguments, so a test passes its own.
 - One nonce manager serves 401 (registrar) and 407 (calls): both run on the wall clock.
+  Its secret is an argument: `softswitch run` passes the one kept in the config store
+  (`softswitch.registrar.nonce_secret`), so nonces survive a restart.
+- One `AuthenticationFailureTracker` serves both too: wrong REGISTER and INVITE digests
+  from one address count toward one lockout, which refuses both methods (the
+  registrar's rule 0, `caller_auth` rule 2).
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ from dataclasses import dataclass
 from cloudpbx.snapshot import ConfigSnapshot
 from softswitch.b2bua.caller_auth import CallerAuthenticator
 from softswitch.b2bua.service import CallService
-from softswitch.registrar import Registrar, RegistrarConfig
+from softswitch.registrar import AuthenticationFailureTracker, Registrar, RegistrarConfig
 from softswitch.registrar.snapshot_adapter import SnapshotDirectory
 from softswitch.sip.auth import NonceManager
-from softswitch.sip.endpoint import SipEndpoint
+from softswitch.sip.endpoint import RandomTokens, SipEndpoint
 from softswitch.sip.flows import Address
 
 __all__ = ["NONCE_LIFETIME", "SwitchCore", "build_switch_core", "format_address"]
@@ -56,7 +61,8 @@ def build_switch_core(
         local_address: the switch's SIP address (its Contact in calls).
         wall_clock: seconds since the epoch (nonces, bindings, Date).
         new_token: tags for the calls' outgoing legs (default: 64 random bits, hex).
-        nonce_secret: the digest nonce key (default: 32 random octets).
+        nonce_secret: the digest nonce key (default: 32 random octets, so the nonces
+            die with the process; `softswitch run` passes the stored one).
     """
     directory = SnapshotDirectory(snapshot)
     nonces = NonceManager(
@@ -64,16 +70,23 @@ def build_switch_core(
     )
     # Wall-clock `now`, so the 200 may carry Date (RFC 3261 §10.3 step 8).
     registrar_config = RegistrarConfig(date_header=True)
-    registrar = Registrar(registrar_config, directory, directory, nonces, endpoint)
+    failures = AuthenticationFailureTracker.for_config(registrar_config)
+    registrar = Registrar(registrar_config, directory, directory, nonces, endpoint, failures)
     calls = CallService(
         endpoint,
         snapshot,
         CallerAuthenticator(
-            snapshot, directory, directory, nonces, endpoint, registrar_config.default_algorithms
+            snapshot,
+            directory,
+            directory,
+            nonces,
+            endpoint,
+            registrar_config.default_algorithms,
+            failures,
         ),
         registrar,
         wall_clock,
         f"sip:{format_address(local_address)}",
-        new_token if new_token is not None else (lambda: secrets.token_hex(8)),
+        new_token if new_token is not None else RandomTokens(),
     )
     return SwitchCore(registrar, calls)

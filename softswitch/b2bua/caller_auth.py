@@ -4,22 +4,32 @@ Rules, in the order `CallerAuthenticator.authenticate()` applies them:
 1. A request from a trusted trunk source (`ConfigSnapshot.trunk_for_source`, the
    received address and port of its flow) is not challenged: the trunk is the caller.
    Its domain is the trunk's tenant's SIP domain, else the Request-URI host.
-2. Everyone else is a subscriber calling from its address-of-record: the From URI must
+2. Brute-force lockout, shared with the registrar (its rule 0): a source IP address
+   that the `AuthenticationFailureTracker` holds locked out gets 403, valid credentials
+   or not. `softswitch.wiring` gives the registrar and this authenticator ONE tracker,
+   so wrong REGISTER and wrong INVITE digests add up per address, and a lockout earned
+   with either method refuses both. Only WRONG digests count (wrong password, unknown
+   user, foreign realm); a missing Proxy-Authorization, a stale or replayed nonce and a
+   nonce we did not issue do not. The failure that reaches the threshold is answered
+   403 already, as in the registrar. Trusted trunks (rule 1) are never challenged, so
+   they neither count nor are refused here.
+3. Everyone else is a subscriber calling from its address-of-record: the From URI must
    be a sip:/sips: URI of a domain we serve (403 otherwise: we relay no calls for
    foreign domains).
-3. RFC 3261 §22.3: without Digest Proxy-Authorization credentials, 407 with one
+4. RFC 3261 §22.3: without Digest Proxy-Authorization credentials, 407 with one
    Proxy-Authenticate per algorithm in the From user's configured order, or the default
    order (SHA-256 then MD5, RFC 8760 §2.3) for an unknown user; qop="auth" and a fresh
    nonce from the nonce manager the registrar also uses (RFC 7616 §3.3). Right digest
    but stale or replayed nonce: 407 with stale=true (RFC 7616 §3.3, §5.5); any other
    failure: 407 with stale=false.
-4. No user enumeration, as in the registrar: an unknown username is checked against a
-   random HA1 that can never match, so it gets the answer of a wrong password.
-5. The authenticated username must be the From user (403 otherwise): a subscriber calls
+5. No user enumeration, as in the registrar: an unknown username is checked against a
+   random HA1 that can never match, so it gets the answer of a wrong password: the same
+   407 (realm = the domain, the default algorithms), the same count toward the lockout
+   and the same 403 once locked out.
+6. The authenticated username must be the From user (403 otherwise): a subscriber calls
    as itself, never as another extension of its tenant.
-- `now` is the nonce manager's clock (the registrar's wall clock in the running switch).
-- Brute-force lockout is the registrar's (REGISTER); INVITE failures are only counted
-  here (`counters`), a gap to close.
+- `now` is the nonce manager's clock (the registrar's wall clock in the running switch),
+  and the failure tracker's: the registrar uses the same one.
 """
 
 from __future__ import annotations
@@ -30,8 +40,10 @@ from dataclasses import dataclass
 
 from cloudpbx.snapshot import ConfigSnapshot
 from softswitch.registrar.registrar import (
+    AuthenticationFailureTracker,
     CredentialLookup,
     DomainLookup,
+    RegistrarConfig,
     ResponseFactory,
     SubscriberCredentials,
 )
@@ -77,8 +89,22 @@ class CallerAuthenticator:
         nonce_manager: NonceManager,
         responses: ResponseFactory,
         default_algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS,
+        failure_tracker: AuthenticationFailureTracker | None = None,
     ) -> None:
+        """
+        Args:
+            default_algorithms: challenge order for unknown users (keep the
+                registrar's, rule 5).
+            failure_tracker: the brute-force tracker (rule 2); pass the registrar's
+                (`Registrar.failure_tracker`) to share one lockout. Default: a tracker
+                of its own with the registrar's default thresholds.
+        """
         self.counters: Counter[str] = Counter()
+        self._failures = (
+            failure_tracker
+            if failure_tracker is not None
+            else AuthenticationFailureTracker.for_config(RegistrarConfig())
+        )
         self._snapshot = snapshot
         self._credentials = credentials
         self._domains = domains
@@ -103,6 +129,11 @@ class CallerAuthenticator:
             self.counters["invite_from_trunk"] += 1
             domain = self._trunk_domain(trunk.tenant_name, request)
             return AuthenticatedCaller(domain, None, trunk.name)
+        source = flow.remote[0]
+        if self._failures.is_locked(source, now):
+            # Rule 2: a locked-out address gets 403 whatever it sends.
+            self.counters["invite_locked_out"] += 1
+            return self._responses.create_response(request, 403)
         from_uri = request.from_address.uri
         if not isinstance(from_uri, SipUri) or not self._domains.is_local_domain(
             from_uri.host.lower()
@@ -134,18 +165,28 @@ class CallerAuthenticator:
                 subscriber.realm,
             )
         else:
-            # Rule 4: the work and the answer of a wrong password.
+            # Rule 5: the work and the answer of a wrong password.
             result = verify(credentials, request.method, self._decoy_ha1, self._nonces, now, domain)
             if result.ok:  # pragma: no cover - needs a 128/256-bit guess
                 result = VerificationResult(VerificationStatus.WRONG, "unknown user")
         if result.ok and subscriber is not None:
             if subscriber.username != from_uri.user:
-                # Rule 5: authenticated as one extension, calling as another.
+                # Rule 6: authenticated as one extension, calling as another.
                 self.counters["invite_forbidden_from"] += 1
                 return self._responses.create_response(request, 403)
             self.counters["invite_auth_ok"] += 1
             return AuthenticatedCaller(domain, subscriber.username)
-        self.counters["invite_auth_stale" if result.challenge_stale else "invite_auth_failed"] += 1
+        if result.status is VerificationStatus.WRONG:
+            self.counters["invite_auth_failed"] += 1
+            if self._failures.record_failure(source, now):
+                # Rule 2: this failure reached the threshold.
+                self.counters["invite_auth_lockouts"] += 1
+                self.counters["invite_locked_out"] += 1
+                return self._responses.create_response(request, 403)
+        elif result.challenge_stale:
+            self.counters["invite_auth_stale"] += 1
+        else:
+            self.counters["invite_auth_invalid_nonce"] += 1
         return self._challenge(
             request,
             _realm_and_algorithms(subscriber, domain, self._default_algorithms),

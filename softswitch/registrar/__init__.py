@@ -6,7 +6,8 @@ returned for a `BindingStore` adapter to persist.
 
 The I/O shell lives in modules this package does not re-export, so importing it loads
 no database code: `snapshot_adapter` (the ports over a `cloudpbx` config snapshot),
-`store` (the database `BindingStore`) and `service` (clock, expiry timer, write-behind).
+`store` (the database `BindingStore`), `nonce_secret` (the digest nonce key kept in the
+config store) and `service` (clock, expiry timer, write-behind).
 """
 
 from .bindings import (

@@ -10,7 +10,11 @@ Rules, in the order `handle_register()` applies them:
    `failure_threshold` times within `failure_window` seconds gets 403 for every REGISTER
    for `lockout_duration` seconds, valid credentials or not. Only WRONG digests count
    (a wrong password, an unknown user, a foreign realm); a missing Authorization, a
-   stale or replayed nonce and a nonce from another secret (after a restart) do not.
+   stale or replayed nonce and a nonce from another secret do not.
+   The `AuthenticationFailureTracker` may be shared (`softswitch.wiring` shares it with
+   the B2BUA's `CallerAuthenticator`): then wrong INVITE digests (RFC 3261 §22.3) count
+   toward the same lockout, and a locked-out source gets 403 for INVITE too. One
+   address, one budget of guesses, whichever method carries them.
    A success clears nothing: neither its own source's failures (a valid account must
    not launder guesses at others from the same address) nor any other source's.
    Memory is bounded: at most `max_tracked_sources` addresses, least recently seen
@@ -239,6 +243,16 @@ class AuthenticationFailureTracker:
         default_factory=OrderedDict, init=False, repr=False
     )
 
+    @classmethod
+    def for_config(cls, config: RegistrarConfig) -> AuthenticationFailureTracker:
+        """A tracker with the thresholds of `config` (rule 0)."""
+        return cls(
+            threshold=config.failure_threshold,
+            window=config.failure_window,
+            lockout=config.lockout_duration,
+            max_sources=config.max_tracked_sources,
+        )
+
     def __len__(self) -> int:
         return len(self._records)
 
@@ -318,7 +332,13 @@ class Registrar:
         domains: DomainLookup,
         nonce_manager: NonceManager,
         responses: ResponseFactory,
+        failure_tracker: AuthenticationFailureTracker | None = None,
     ) -> None:
+        """
+        Args:
+            failure_tracker: the brute-force tracker (rule 0) to use, e.g. one shared
+                with the caller authenticator; default: a new one from `config`.
+        """
         self.config = config
         self.counters: Counter[str] = Counter()
         self._credentials = credentials
@@ -326,11 +346,10 @@ class Registrar:
         self._nonces = nonce_manager
         self._responses = responses
         self._table = BindingTable()
-        self._failures = AuthenticationFailureTracker(
-            threshold=config.failure_threshold,
-            window=config.failure_window,
-            lockout=config.lockout_duration,
-            max_sources=config.max_tracked_sources,
+        self._failures = (
+            failure_tracker
+            if failure_tracker is not None
+            else AuthenticationFailureTracker.for_config(config)
         )
         # Checked in place of an unknown user's HA1 so that the work done is that of a
         # wrong password; random, so no response can ever match it (and a match would

@@ -7,11 +7,14 @@ The snapshot and the store run over a real migrated SQLite file provisioned with
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloudpbx.db import (
@@ -32,14 +35,17 @@ from softswitch.registrar import (
     RegistrarConfig,
     RemovalReason,
 )
+from softswitch.registrar.nonce_secret import NONCE_SECRET_LENGTH, load_or_create_nonce_secret
 from softswitch.registrar.service import RegistrarService
 from softswitch.registrar.snapshot_adapter import SnapshotDirectory
 from softswitch.registrar.store import (
+    BindingDetails,
     DatabaseBindingStore,
     binding_from_record,
+    details_from_binding,
     record_from_binding,
 )
-from softswitch.sip.auth import NonceManager
+from softswitch.sip.auth import NonceManager, NonceStatus
 from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
 from softswitch.sip.flows import Flow, Transport
 from softswitch.sip.uri import SipUri
@@ -114,15 +120,17 @@ def test_record_round_trip_keeps_what_a_row_holds() -> None:
     assert record.address_of_record == "sip:1001@127.0.0.1"
     assert record.transport is StoredTransport.TCP
     assert record.instance_id == '"<urn:uuid:1>"'
-    loaded = binding_from_record(record, now=1_999_000_000.0)
-    assert loaded.address_of_record == original.address_of_record
-    assert loaded.contact_uri == original.contact_uri
-    assert loaded.expires_at == original.expires_at
-    assert (loaded.call_id, loaded.cseq) == ("call-1", 2)
-    # The TCP connection died with the process; q and other parameters are not kept.
-    assert loaded.flow == Flow(Transport.TCP, ("127.0.0.9", 40000))
-    assert loaded.q is None
-    assert loaded.contact_parameters == (("+sip.instance", '"<urn:uuid:1>"'),)
+    # The record alone (a row written before the detail columns): the old defaults.
+    legacy = binding_from_record(record, now=1_999_000_000.0)
+    assert legacy.q is None
+    assert legacy.contact_parameters == (("+sip.instance", '"<urn:uuid:1>"'),)
+    assert legacy.registered_at == legacy.updated_at == 1_999_000_000.0
+    # With its details: the whole binding, but the TCP connection (it died with the
+    # process; the flow means "any connection to that address" now).
+    loaded = binding_from_record(record, 1_999_000_000.0, details_from_binding(original))
+    assert loaded == dataclasses.replace(
+        original, flow=Flow(Transport.TCP, ("127.0.0.9", 40000))
+    )
 
 
 def test_record_that_cannot_be_used_is_refused() -> None:
@@ -169,6 +177,167 @@ def test_database_store_applies_changes_in_order_and_reloads(
     assert [(str(b.address_of_record), b.expires_at, b.cseq) for b in loaded] == [
         ("sip:1001@127.0.0.1", now + 1200, 3)
     ]
+
+
+def test_database_store_keeps_the_whole_binding(sessions: sessionmaker[Session]) -> None:
+    """What the 200 lists (URI, q, parameters in order) and how the phone is reached
+    (transport, received address and port) come back from the table unchanged, and so
+    does the order `lookup` gives (q, then most recently updated)."""
+    now = time.time()
+    desk = binding(
+        "1001",
+        "sip:1001@10.0.0.5:5062;transport=tcp;ob",
+        now + 600,
+        q=0.7,
+        contact_parameters=(
+            ("+sip.instance", '"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>"'),
+            ("reg-id", "1"),
+            ("+sip.ice", None),
+            ("methods", '"INVITE,ACK,BYE"'),
+        ),
+        flow=Flow(Transport.TCP, ("198.51.100.7", 40001), connection_id=3),
+        registered_at=now - 1000,
+        updated_at=now - 10,
+        user_agent="Desk/2.0",
+    )
+    soft = binding(
+        "1001",
+        "sip:1001@10.0.0.6:5070",
+        now + 300,
+        q=0.7,
+        flow=Flow(Transport.UDP, ("198.51.100.8", 5070)),
+        registered_at=now - 20,
+        updated_at=now - 5,  # more recent than desk: first among equal q
+    )
+    mobile = binding("1001", "sip:1001@10.0.0.7", now + 900, q=None)  # ranks as 1.0
+
+    async def scenario() -> Sequence[Binding]:
+        store = DatabaseBindingStore(sessions, time.time)
+        try:
+            await store.apply_changes(
+                [BindingChange(ChangeKind.ADDED, item) for item in (desk, soft, mobile)]
+            )
+            return await store.load_bindings()
+        finally:
+            store.close()
+
+    loaded = asyncio.run(scenario())
+    expected = {
+        str(item.contact_uri): dataclasses.replace(
+            item, flow=Flow(item.flow.transport, item.flow.remote)
+        )
+        for item in (desk, soft, mobile)
+    }
+    assert {str(item.contact_uri): item for item in loaded} == expected
+
+    # The 200 to a REGISTER is a function of the bindings (RFC 3261 §10.3 step 8), so
+    # equal bindings give equal Contact values; and the order requests try them in:
+    before = make_registrar()
+    before.load_bindings([desk, soft, mobile], now)
+    after = make_registrar()
+    after.load_bindings(loaded, now)
+    assert [b.contact_uri for b in after.lookup_contacts("127.0.0.1", "1001", now)] == [
+        b.contact_uri for b in before.lookup_contacts("127.0.0.1", "1001", now)
+    ] == [mobile.contact_uri, soft.contact_uri, desk.contact_uri]
+
+
+def test_a_row_from_before_the_detail_columns_loads_with_the_old_defaults(
+    tmp_path: Path,
+) -> None:
+    url = database_url_for_directory(tmp_path)
+    upgrade(url, "1dd41227fb59")  # the first schema
+    engine = create_engine_for(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO registration (address_of_record, contact_uri, expires_at,"
+                    " call_id, cseq, received_host, received_port, transport, instance_id)"
+                    " VALUES ('sip:1001@127.0.0.1', 'sip:1001@10.0.0.5', :expires, 'c', 4,"
+                    " '198.51.100.7', 40000, 'udp', '\"<urn:uuid:1>\"')"
+                ),
+                {"expires": time.time() + 600},
+            )
+        upgrade(url)
+
+        async def load() -> Sequence[Binding]:
+            store = DatabaseBindingStore(create_session_factory(engine), time.time)
+            try:
+                return await store.load_bindings()
+            finally:
+                store.close()
+
+        (loaded,) = asyncio.run(load())
+    finally:
+        engine.dispose()
+    assert loaded.q is None and loaded.cseq == 4
+    assert loaded.contact_parameters == (("+sip.instance", '"<urn:uuid:1>"'),)
+    assert loaded.flow == Flow(Transport.UDP, ("198.51.100.7", 40000))
+
+
+def test_unusable_details_are_refused() -> None:
+    with pytest.raises(ValueError):
+        binding_from_record(
+            record_from_binding(binding("1001", "sip:1001@10.0.0.5", 2e9)),
+            0.0,
+            BindingDetails(q=1.5, contact_parameters=(), registered_at=None, updated_at=None),
+        )
+
+
+# --- The digest nonce key -------------------------------------------------------------------
+
+
+def test_nonce_secret_is_created_once_and_kept(tmp_path: Path) -> None:
+    url = database_url_for_directory(tmp_path)
+    upgrade(url)
+    first_engine, second_engine = create_engine_for(url), create_engine_for(url)
+    try:
+        # Two processes on one data directory, one after the other.
+        first = load_or_create_nonce_secret(create_session_factory(first_engine))
+        second = load_or_create_nonce_secret(
+            create_session_factory(second_engine),
+            random_bytes=lambda size: pytest.fail("a second key was drawn"),
+        )
+    finally:
+        first_engine.dispose()
+        second_engine.dispose()
+    assert first == second and len(first) == NONCE_SECRET_LENGTH
+    # A nonce issued by the first process is valid for the next one (not stale, ours).
+    issued = NonceManager(first, 300.0).issue(1_000.0)
+    assert NonceManager(second, 300.0).check(issued, 1_100.0) is NonceStatus.VALID
+
+
+def test_nonce_secret_race_on_first_start_ends_with_one_key(tmp_path: Path) -> None:
+    url = database_url_for_directory(tmp_path)
+    upgrade(url)
+    engine = create_engine_for(url)
+    sessions = create_session_factory(engine)
+    winner = os.urandom(32)
+
+    def draw_while_another_process_wins(size: int) -> bytes:
+        # Between our read (nothing stored) and our insert, another process stores its key.
+        load_or_create_nonce_secret(sessions, random_bytes=lambda _: winner)
+        return os.urandom(size)
+
+    try:
+        assert load_or_create_nonce_secret(sessions, draw_while_another_process_wins) == winner
+        assert load_or_create_nonce_secret(sessions) == winner
+    finally:
+        engine.dispose()
+
+
+def test_a_short_stored_nonce_secret_is_refused(tmp_path: Path) -> None:
+    url = database_url_for_directory(tmp_path)
+    upgrade(url)
+    engine = create_engine_for(url)
+    try:
+        sessions = create_session_factory(engine)
+        with pytest.raises(ValueError):
+            load_or_create_nonce_secret(sessions, random_bytes=lambda _: b"short")
+        with pytest.raises(ValueError):  # stored, and refused on every later start
+            load_or_create_nonce_secret(sessions)
+    finally:
+        engine.dispose()
 
 
 # --- RegistrarService -----------------------------------------------------------------------
