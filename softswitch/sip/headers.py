@@ -368,6 +368,10 @@ class NameAddress:
     `display_name` is unquoted (None when absent). `wildcard` is the `Contact: *` of a
     REGISTER that removes every binding (§10.2.2). The URI is parsed on first access of
     `uri`: a transaction layer reading only the tag never pays for it.
+
+    Parsed values are shared (the parse caches hand the same object to every message
+    carrying the same text, and copied headers share them): never change one in place;
+    `copy()` it first.
     """
 
     __slots__ = ("_uri", "_uri_text", "display_name", "parameters", "wildcard")
@@ -460,8 +464,8 @@ PARSE_CACHE_SIZE = 8192
 """Entries a parse cache holds before it is emptied (a flood of distinct values then
 costs one parse each, as without the cache, and never more memory than this)."""
 
-_NAME_ADDRESS_CACHE: dict[str, tuple[str, str | None, dict[str, str | None]]] = {}
-"""Simple name-addr text -> (URI text, display name, parameters); copies are handed out."""
+_NAME_ADDRESS_CACHE: dict[str, NameAddress] = {}
+"""Simple name-addr text -> its parsed value, shared by every message that carries it."""
 
 
 
@@ -489,8 +493,9 @@ def parse_name_address(text: str, *, require_brackets: bool = False) -> NameAddr
     """
     cached = _NAME_ADDRESS_CACHE.get(text)
     if cached is not None:
-        # The same From, To or Contact text recurs in every message of a dialog.
-        return NameAddress(cached[0], cached[1], dict(cached[2]))
+        # The same From, To or Contact text recurs in every message of a dialog; parsed
+        # values are never changed in place (copy() first), so one object serves all.
+        return cached
     simple = _SIMPLE_NAME_ADDRESS_RE.fullmatch(text)
     if simple is not None:
         # Fast path: `"Name" <uri>;tag=x` or `<uri>` without escapes, LWS or quotes.
@@ -500,10 +505,11 @@ def parse_name_address(text: str, *, require_brackets: bool = False) -> NameAddr
             for item in parameters_text[1:].split(";"):
                 name, equals, value = item.partition("=")
                 parameters[name.lower()] = value if equals else None
+        address = NameAddress(uri_text, display_text, parameters)
         if len(_NAME_ADDRESS_CACHE) >= PARSE_CACHE_SIZE:
             _NAME_ADDRESS_CACHE.clear()
-        _NAME_ADDRESS_CACHE[text] = (uri_text, display_text, parameters.copy())
-        return NameAddress(uri_text, display_text, parameters)
+        _NAME_ADDRESS_CACHE[text] = address
+        return address
     display: str | None = None
     position = 0
     if text.startswith('"'):

@@ -111,14 +111,13 @@ class SipUri:
     def parse(cls, text: str) -> SipUri:
         cached = _SIP_URI_CACHE.get(text)
         if cached is not None:
-            # A dialog's URIs recur in each of its messages: parse once, copy after.
-            return cls(cached.host, cached.user, cached.password, cached.port,
-                       dict(cached.parameters), cached.headers, cached.scheme)
+            # A dialog's URIs recur in each of its messages: parsed once, shared after
+            # (parsed values are never changed in place).
+            return cached
         uri = cls._parse(text)
         if len(_SIP_URI_CACHE) >= _SIP_URI_CACHE_SIZE:
             _SIP_URI_CACHE.clear()
-        _SIP_URI_CACHE[text] = cls(uri.host, uri.user, uri.password, uri.port,
-                                   dict(uri.parameters), uri.headers, uri.scheme)
+        _SIP_URI_CACHE[text] = uri
         return uri
 
     @classmethod
@@ -255,7 +254,7 @@ class AbsoluteUri:
 Uri = SipUri | TelUri | AbsoluteUri
 
 _SIP_URI_CACHE: dict[str, SipUri] = {}
-"""SIP URI text -> a parsed URI that is never handed out (copies are)."""
+"""SIP URI text -> its parsed value, shared by every message that carries it."""
 
 
 def parse_uri(text: str) -> Uri:

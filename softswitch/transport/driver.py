@@ -32,6 +32,7 @@ import asyncio
 import functools
 import ipaddress
 import logging
+import math
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -111,6 +112,12 @@ class TransportSettings:
         warning_burst: warnings per kind logged in one `warning_interval` before the rest
             are only counted and summed up in one line.
         warning_interval: seconds of one rate-limiting window.
+        timer_granularity: the endpoint's timers run on ticks this many seconds apart:
+            a deadline is served at the first tick at or after it. Thousands of
+            transactions end each second (Timers D, J, K, L, M); on a tick they end
+            together, in one pass, instead of one loop callback (and one re-arming)
+            each. RFC 3261's timers are hundreds of milliseconds or more, and a
+            transaction that ends 10 ms late changes nothing on the wire.
     """
 
     connect_timeout: float = 10.0
@@ -118,6 +125,7 @@ class TransportSettings:
     bind_attempts: int = 20
     warning_burst: int = 20
     warning_interval: float = 60.0
+    timer_granularity: float = 0.01
 
 
 def describe_exception(error: BaseException) -> str:
@@ -374,6 +382,10 @@ class SipTransportDriver(Generic[EndpointT]):
         except Exception as error:
             self._internal_error("get_timer", error)
             deadline = None
+        if deadline is not None:
+            # TransportSettings.timer_granularity: serve it at the next tick.
+            granularity = self._settings.timer_granularity
+            deadline = math.ceil(deadline / granularity) * granularity
         if deadline == self._timer_at and self._timer_handle is not None:
             return
         if self._timer_handle is not None:
