@@ -199,6 +199,7 @@ class _Branch:
     flow: Flow
     invite: Request
     invite_key: str
+    call_id: str
     final_status: int | None = None
     final_response: Response | None = None
     dialog: Dialog | None = None
@@ -292,12 +293,22 @@ class Call:
         return self._deadline
 
     @property
+    def caller_invite(self) -> Request:
+        """The caller's INVITE (its essentials only, once the call is answered)."""
+        return self._uas_invite
+
+    @property
+    def caller_invite_key(self) -> str:
+        """The caller's INVITE server transaction key."""
+        return self._uas_invite_key
+
+    @property
     def call_ids(self) -> frozenset[str]:
         """Every Call-ID the call owns now: the caller's and one per branch (the
         winner's is the uac_leg's). Empty once ENDED."""
         if self.state is CallState.ENDED:
             return frozenset()
-        return frozenset({self.call_id, *(b.invite.call_id for b in self._branches.values())})
+        return frozenset({self.call_id, *(b.call_id for b in self._branches.values())})
 
     @property
     def transaction_keys(self) -> frozenset[str]:
@@ -342,7 +353,7 @@ class Call:
                 headers.add("Content-Type", content_type)
             request = Request("INVITE", uri, headers, invite.body)
             key = self._endpoint.send_request(request, now, flow)
-            self._branches[key] = _Branch(uri, flow, request, key)
+            self._branches[key] = _Branch(uri, flow, request, key, request.call_id)
         self._deadline = now + self._no_answer_timeout
 
     def handle_timer(self, now: float) -> None:
@@ -455,6 +466,12 @@ class Call:
         self._answered_at = now
         self._result = CallResult.ANSWERED
         self._move(CallState.ANSWERED)
+        # Answered calls are held for minutes, thousands at once: keep of the INVITEs
+        # only what a late 2xx of another branch (§13.2.2.4) or an error answer needs.
+        self._uas_invite = _essentials(self._uas_invite)
+        for other in self._branches.values():
+            other.invite = _essentials(other.invite)
+            other.final_response = None
 
     def _on_failure(
         self, branch: _Branch, status_code: int, response: Response | None, now: float
@@ -772,6 +789,23 @@ class Call:
         if state not in _TRANSITIONS[self.state]:
             raise LocalProtocolError(f"call {self.call_id}: {self.state.name} -> {state.name}")
         self.state = state
+
+
+_ESSENTIAL_KEYS = frozenset(
+    {"via", "from", "to", "call-id", "cseq", "contact", "record-route", "route"}
+)
+"""What §12.1 (dialog creation) and §8.2.6 (responses) read of an INVITE."""
+
+
+def _essentials(request: Request) -> Request:
+    """A copy of `request` with only the `_ESSENTIAL_KEYS` headers and no body; the
+    values parsed so far are shared."""
+    headers = request.headers
+    slim = Headers([field for field in headers._fields if field[0] in _ESSENTIAL_KEYS])
+    slim._typed = {key: value for key, value in headers._typed.items() if key in _ESSENTIAL_KEYS}
+    copied = Request(request.method, request.uri_text, slim)
+    copied._uri = request._uri
+    return copied
 
 
 def _name_address(request: Request, key: str) -> str:

@@ -106,8 +106,6 @@ class _Entry:
     """A call and its index entries."""
 
     call: Call
-    invite: RequestReceived
-    """The caller's INVITE (with its server transaction key)."""
     caller: str
     callee: str
     target: str
@@ -239,7 +237,7 @@ class CallService:
             targets=route.targets,
         )
         target = ",".join(uri for uri, _ in route.targets) or route.target_uri
-        entry = _Entry(call, event, str(request.from_address.uri), route.callee, target)
+        entry = _Entry(call, str(request.from_address.uri), route.callee, target)
         self._calls[call.call_id] = entry
         self.counters["calls_started"] += 1
         try:
@@ -329,12 +327,12 @@ class CallService:
         """Module rules: a call that raised is ended, counted and recorded once."""
         self._remove(entry)
         self.counters["calls_crashed"] += 1
-        invite = entry.invite
+        call = entry.call
         try:
             self._endpoint.send_response(
-                self._endpoint.create_response(invite.request, 500),
+                self._endpoint.create_response(call.caller_invite, 500),
                 now,
-                invite.transaction_key,
+                call.caller_invite_key,
             )
         except LocalProtocolError:
             pass  # the caller already had its final response (§17.2.1)
