@@ -44,7 +44,9 @@ test: $(STAMP) debian-packages lint typecheck
 bench: $(STAMP) debian-packages
 	$(PYTHON) -m softswitch.benchmarks.parser
 	$(PYTHON) -m softswitch.benchmarks.options_load
-	$(PYTHON) -m softswitch.benchmarks.call_load
+	$(PYTHON) -m softswitch.benchmarks.call_cpu --rate 500 --seconds 10 --rounds 3
+	$(PYTHON) -m softswitch.benchmarks.call_load --rates 200,400,600,800,1000 --seconds 20 \
+	  --hold-calls 10000 --hold-rate 500 --hold-seconds 30
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

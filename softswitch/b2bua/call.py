@@ -74,13 +74,13 @@ Rules:
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from softswitch.sip.endpoint import SipEndpoint
+from softswitch.sip.enums import IdentityEnum
 from softswitch.sip.errors import LocalProtocolError, RemoteProtocolError
 from softswitch.sip.events import (
     CancelReceived,
@@ -120,7 +120,7 @@ _RESUBMISSION_HINTS = frozenset({401, 407, 415, 420, 484})  # §16.7 step 6
 _GLARE_RETRY_AFTER = "1"  # §14.2: 500 with a Retry-After between 0 and 10 seconds
 
 
-class CallState(enum.Enum):
+class CallState(IdentityEnum):
     CALLING = "Calling"
     RINGING = "Ringing"
     CANCELLING = "Cancelling"
@@ -140,7 +140,7 @@ _TRANSITIONS: dict[CallState, frozenset[CallState]] = {
 }
 
 
-class CallResult(enum.Enum):
+class CallResult(IdentityEnum):
     """How a call ended, for the one log line per call."""
 
     ANSWERED = "answered"

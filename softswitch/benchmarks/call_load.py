@@ -7,21 +7,35 @@ legs. The switch is pinned to CPU 0 and both SIPp processes to CPU 1 (when there
 CPUs). For each stepped rate it prints: calls offered, successful and failed, SIPp
 retransmissions and unexpected messages, INVITE-to-200 setup latency (p50 and p99 from
 SIPp's per-call response times) and the switch's CPU share and RSS. It ends with the
-highest rate that had zero failed calls and zero unexpected messages. Figures only.
+highest rate that had zero failed calls and zero unexpected messages.
+
+Then the hold test (alone with `--hold-only`, skipped with `--no-hold`), against a fresh
+switch and callee (the overloaded steps leave RSS behind): SIPp places
+`--hold-calls` calls (10,000) at `--hold-rate` (500 calls/s), each held `--hold-seconds`
+(30 s, SIPp's `-d` pause between ACK and BYE), with `-l` above the call count so that
+all of them are open at once. The switch's RSS is sampled from /proc every 0.5 s. It
+prints calls completed and failed, the concurrent calls reached (peak CurrentCall in the
+stat files of both SIPp processes), the switch's RSS before, at peak, when the last call
+ended and `--settle` seconds later (35 s: every transaction timer has run out), and the
+switch's CPU share during the test. Figures only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from softswitch.benchmarks.harness import CALLEE_HOST, LOADGEN_HOST, write_bench_config
 from softswitch.benchmarks.options_load import free_port, pinned, wait_for_options
@@ -41,6 +55,35 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def open_many_files() -> None:
+    """preexec_fn for SIPp: raise the soft limit of open files to the hard limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def read_stats(stat_file: Path) -> list[dict[str, str]]:
+    """The rows of a SIPp statistics file (`-trace_stat`), oldest first."""
+    if not stat_file.exists():
+        return []
+    with stat_file.open(newline="") as handle:
+        return list(csv.DictReader(handle, delimiter=";"))
+
+
+def peak_current_calls(stat_file: Path) -> int:
+    return max((int(row["CurrentCall"]) for row in read_stats(stat_file)), default=0)
+
+
+def failure_causes(row: dict[str, str]) -> str:
+    """SIPp's non-zero Failed* counters of a stat row, e.g. 'MaxUDPRetrans 12'."""
+    causes = [
+        f"{name[len('Failed'):-len('(C)')]} {value}"
+        for name, value in row.items()
+        if name.startswith("Failed") and name.endswith("(C)") and name != "FailedCall(C)"
+        and value.strip() not in ("", "0")
+    ]
+    return ", ".join(causes) or "none"
+
+
 def run_step(switch_port: int, rate: int, seconds: float, workdir: Path,
              switch_pid: int) -> dict[str, float]:
     count = int(rate * seconds)
@@ -58,7 +101,7 @@ def run_step(switch_port: int, rate: int, seconds: float, workdir: Path,
     cpu_before, _ = process_times(switch_pid)
     started = time.monotonic()
     subprocess.run(command, cwd=step, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=seconds + 120, check=False)
+                   timeout=seconds + 120, check=False, preexec_fn=open_many_files)
     elapsed = time.monotonic() - started
     cpu_after, rss = process_times(switch_pid)
     with stat_file.open(newline="") as handle:
@@ -84,71 +127,210 @@ def run_step(switch_port: int, rate: int, seconds: float, workdir: Path,
     }
 
 
+def run_hold(switch_port: int, rate: int, calls: int, hold: float, settle: float,
+             workdir: Path, switch_pid: int, callee_stat: Path) -> dict[str, Any]:
+    """`calls` calls at `rate`, each held `hold` s; the switch's RSS every 0.5 s."""
+    step = workdir / f"hold-{time.monotonic_ns()}"
+    step.mkdir()
+    stat_file = step / "stat.csv"
+    ramp = calls / rate
+    timeout = ramp + hold + 60
+    command = pinned([
+        "sipp", f"127.0.0.1:{switch_port}", "-sn", "uac", "-s", "2001",
+        "-i", LOADGEN_HOST, "-p", str(free_port(LOADGEN_HOST)),
+        "-r", str(rate), "-m", str(calls), "-l", str(calls + max(calls // 20, 10)),
+        "-d", str(int(hold * 1000)),
+        "-nostdin", "-timeout", f"{int(timeout)}s", "-recv_timeout", "10000",
+        "-trace_stat", "-stf", str(stat_file), "-fd", "1",
+    ], 1)
+    cpu_before, rss_before = process_times(switch_pid)
+    peak_rss = rss_before
+    started = time.monotonic()
+    with subprocess.Popen(command, cwd=step, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, preexec_fn=open_many_files) as sipp:
+        try:
+            while sipp.poll() is None:
+                if time.monotonic() - started > timeout + 30:
+                    raise subprocess.TimeoutExpired(command, timeout + 30)
+                peak_rss = max(peak_rss, process_times(switch_pid)[1])
+                time.sleep(0.5)
+        finally:
+            if sipp.poll() is None:
+                sipp.kill()
+                sipp.wait(timeout=10)
+    elapsed = time.monotonic() - started
+    cpu_after, rss_ended = process_times(switch_pid)
+    peak_rss = max(peak_rss, rss_ended)
+    settle_until = time.monotonic() + settle
+    while (left := settle_until - time.monotonic()) > 0:
+        peak_rss = max(peak_rss, process_times(switch_pid)[1])
+        time.sleep(min(0.5, left))
+    _, rss_after = process_times(switch_pid)
+    rows = read_stats(stat_file)
+    last = rows[-1] if rows else {}
+    return {
+        "count": calls,
+        "successful": int(last.get("SuccessfulCall(C)", 0)),
+        "failed": int(last.get("FailedCall(C)", 0)),
+        "unexpected": int(last.get("FailedUnexpectedMessage(C)", 0))
+        + int(last.get("OutOfCallMsgs(C)", 0)),
+        "retransmissions": int(last.get("Retransmissions(C)", 0)),
+        "causes": failure_causes(last),
+        "concurrent": max((int(row["CurrentCall"]) for row in rows), default=0),
+        "callee_concurrent": peak_current_calls(callee_stat),
+        "elapsed": elapsed,
+        "cpu": (cpu_after - cpu_before) / elapsed,
+        "rss_before": rss_before,
+        "rss_peak": peak_rss,
+        "rss_ended": rss_ended,
+        "rss_after": rss_after,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rates", default="100,250,500,750,1000", help="calls per second")
+    parser.add_argument("--rates", default="200,400,600,800,1000", help="calls per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each step")
     parser.add_argument("--profile", metavar="FILE", help="record the switch with py-spy "
                         "(collapsed stacks) into FILE; the figures then include its cost")
+    parser.add_argument("--hold-only", action="store_true", help="only the hold test")
+    parser.add_argument("--no-hold", action="store_true", help="skip the hold test")
+    parser.add_argument("--hold-calls", type=int, default=10_000,
+                        help="calls of the hold test, all open at once")
+    parser.add_argument("--hold-rate", type=int, default=500,
+                        help="calls per second placed by the hold test")
+    parser.add_argument("--hold-seconds", type=float, default=30.0,
+                        help="how long each call of the hold test is held")
+    parser.add_argument("--settle", type=float, default=35.0,
+                        help="wait after the last call of the hold test before the RSS after")
     arguments = parser.parse_args()
+    if arguments.hold_only and arguments.no_hold:
+        parser.error("--hold-only and --no-hold exclude each other")
     if shutil.which("sipp") is None:
         sys.exit("sipp is missing: run `make bench` (it installs sip-tester)")
+    rates = [] if arguments.hold_only else [
+        int(text) for text in arguments.rates.split(",") if text.strip()]
+    hold = not arguments.no_hold and arguments.hold_calls > 0
+    profile = arguments.profile
+    with tempfile.TemporaryDirectory(prefix="softswitch-call-bench-") as directory:
+        print(f"calls: SIPp uac (trunk {LOADGEN_HOST}) -> softswitch -> SIPp uas "
+              f"({CALLEE_HOST}); {arguments.seconds:g} s per step")
+        if rates:
+            with running_switch(Path(directory) / "steps", max(rates) * 20 + 1000,
+                                profile) as lab:
+                profile = None
+                run_steps(lab, rates, arguments.seconds)
+        if hold:
+            # A switch of its own: the overloaded steps leave their RSS behind.
+            with running_switch(Path(directory) / "hold", arguments.hold_calls * 2 + 1000,
+                                profile) as lab:
+                print(f"hold (a fresh switch): {arguments.hold_calls} calls at "
+                      f"{arguments.hold_rate} calls/s, each held {arguments.hold_seconds:g} s; "
+                      f"RSS sampled every 0.5 s, RSS after = {arguments.settle:g} s after "
+                      f"the last call ended")
+                held = run_hold(lab.port, arguments.hold_rate, arguments.hold_calls,
+                                arguments.hold_seconds, arguments.settle, lab.workdir,
+                                lab.pid, lab.callee_stat)
+                print_hold(held, arguments.hold_rate, arguments.hold_calls)
+
+
+class RunningSwitch(NamedTuple):
+    """A running switch and its SIPp callee."""
+
+    workdir: Path
+    port: int
+    pid: int
+    callee_stat: Path
+
+
+@contextlib.contextmanager
+def running_switch(workdir: Path, callee_calls: int,
+                   profile: str | None) -> Iterator[RunningSwitch]:
+    """The switch (CPU 0) and the SIPp uas callee (CPU 1, up to `callee_calls` calls),
+    both stopped by PID on the way out; py-spy on the switch when `profile` is a path."""
+    workdir.mkdir()
     switch_port = free_port("127.0.0.1")
     callee_port = free_port(CALLEE_HOST)
-    with tempfile.TemporaryDirectory(prefix="softswitch-call-bench-") as directory:
-        workdir = Path(directory)
-        config = write_bench_config(workdir, callee_port)
-        log = (workdir / "switch.log").open("w")
-        switch = subprocess.Popen(
-            pinned([sys.executable, "-m", "softswitch", "run", "--sip",
-                    f"127.0.0.1:{switch_port}", "--config", str(config), "--data-dir",
-                    str(workdir / "data"), "--log-level", "WARNING"], 0),
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        callee = subprocess.Popen(
-            pinned(["sipp", "-sn", "uas", "-i", CALLEE_HOST, "-p", str(callee_port),
-                    "-nostdin"], 1),
-            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_options("127.0.0.1", switch_port, time.monotonic() + 30)
+    config = write_bench_config(workdir, callee_port)
+    log = (workdir / "switch.log").open("w")
+    switch = subprocess.Popen(
+        pinned([sys.executable, "-m", "softswitch", "run", "--sip",
+                f"127.0.0.1:{switch_port}", "--config", str(config), "--data-dir",
+                str(workdir / "data"), "--log-level", "WARNING"], 0),
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    callee_stat = workdir / "callee-stat.csv"
+    callee = subprocess.Popen(
+        pinned(["sipp", "-sn", "uas", "-i", CALLEE_HOST, "-p", str(callee_port),
+                "-l", str(callee_calls), "-nostdin",
+                "-trace_stat", "-stf", str(callee_stat), "-fd", "1"], 1),
+        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=open_many_files,
+    )
+    profiler: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for_options("127.0.0.1", switch_port, time.monotonic() + 30)
+        if profile:
             profiler = subprocess.Popen(
                 ["py-spy", "record", "--format", "raw", "--rate", "200", "--pid",
-                 str(switch.pid), "--output", str(Path(arguments.profile).resolve())],
+                 str(switch.pid), "--output", str(Path(profile).resolve())],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ) if arguments.profile else None
-            print(f"calls: SIPp uac (trunk {LOADGEN_HOST}) -> softswitch -> SIPp uas "
-                  f"({CALLEE_HOST}); {arguments.seconds:g} s per step")
-            highest_clean = 0
-            for rate in (int(text) for text in arguments.rates.split(",")):
-                result = run_step(switch_port, rate, arguments.seconds, workdir, switch.pid)
-                clean = result["failed"] == 0 and result["unexpected"] == 0
-                if clean:
-                    highest_clean = max(highest_clean, rate)
-                print(f"  {rate:5d} calls/s: {result['successful']:.0f}/{result['count']:.0f} "
-                      f"ok, failed {result['failed']:.0f}, unexpected "
-                      f"{result['unexpected']:.0f}, retransmissions "
-                      f"{result['retransmissions']:.0f}, setup p50 {result['p50']:.1f} ms "
-                      f"p99 {result['p99']:.1f} ms, switch CPU {result['cpu'] * 100:.0f}% "
-                      f"RSS {result['rss'] / 2**20:.0f} MiB")
-            print(f"highest rate with zero failed calls and zero unexpected messages: "
-                  f"{highest_clean} calls/s")
-            if profiler is not None:
-                profiler.send_signal(signal.SIGINT)
-                profiler.wait(timeout=60)
-        finally:
-            for process in (switch, callee):
+            )
+        yield RunningSwitch(workdir, switch_port, switch.pid, callee_stat)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
+    finally:
+        for process in (profiler, switch, callee):
+            if process is not None and process.poll() is None:
                 process.terminate()
-            for process in (switch, callee):
-                try:
-                    process.wait(timeout=40)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            log.close()
-            if "Traceback" in (workdir / "switch.log").read_text(errors="replace"):
-                print("the switch logged a traceback:")
-                print((workdir / "switch.log").read_text(errors="replace")[-3000:])
+        for process in (profiler, switch, callee):
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        log.close()
+        if "Traceback" in (workdir / "switch.log").read_text(errors="replace"):
+            print("the switch logged a traceback:")
+            print((workdir / "switch.log").read_text(errors="replace")[-3000:])
 
+
+def run_steps(lab: RunningSwitch, rates: list[int], seconds: float) -> None:
+    highest_clean = 0
+    for rate in rates:
+        result = run_step(lab.port, rate, seconds, lab.workdir, lab.pid)
+        clean = result["failed"] == 0 and result["unexpected"] == 0
+        if clean:
+            highest_clean = max(highest_clean, rate)
+        print(f"  {rate:5d} calls/s: {result['successful']:.0f}/{result['count']:.0f} "
+              f"ok, failed {result['failed']:.0f}, unexpected "
+              f"{result['unexpected']:.0f}, retransmissions "
+              f"{result['retransmissions']:.0f}, setup p50 {result['p50']:.1f} ms "
+              f"p99 {result['p99']:.1f} ms, switch CPU {result['cpu'] * 100:.0f}% "
+              f"RSS {result['rss'] / 2**20:.0f} MiB")
+    print(f"highest rate with zero failed calls and zero unexpected messages: "
+          f"{highest_clean} calls/s")
+
+
+def print_hold(held: dict[str, Any], rate: int, calls: int) -> None:
+    mib = 2**20
+    print(f"  {rate:5d} calls/s: {held['successful']:.0f}/{held['count']:.0f} ok, failed "
+          f"{held['failed']:.0f} (causes: {held['causes']}), unexpected "
+          f"{held['unexpected']:.0f}, retransmissions {held['retransmissions']:.0f}, "
+          f"concurrent calls {held['concurrent']:.0f} (callee "
+          f"{held['callee_concurrent']:.0f} incl. its 4 s wait after BYE), switch CPU "
+          f"{held['cpu'] * 100:.0f}% over {held['elapsed']:.0f} s")
+    grown = held["rss_peak"] - held["rss_before"]
+    per_call = grown / max(held["concurrent"], 1) / 1024
+    print(f"         RSS before {held['rss_before'] / mib:.0f} MiB, peak "
+          f"{held['rss_peak'] / mib:.0f} MiB (+{grown / mib:.0f} MiB, {per_call:.1f} KiB "
+          f"per concurrent call), when the last call ended {held['rss_ended'] / mib:.0f} "
+          f"MiB, after {held['rss_after'] / mib:.0f} MiB")
+    if held["concurrent"] < calls:
+        print(f"         only {held['concurrent']:.0f} of the {calls} calls were open at once")
 
 if __name__ == "__main__":
     main()

@@ -524,8 +524,10 @@ class SipEndpoint:
             raise LocalProtocolError("an ACK has no client transaction: use send_ack_for_2xx")
         flow, data = self._prepare_request(request, destination)
         key = client_transaction_key(request.top_via.branch, request.method)
-        pending_cancels = (cancel_key for cancel_key, _ in self._pending_cancels.values())
-        if key in self._client or key in pending_cancels:
+        if key in self._client or (
+            self._pending_cancels
+            and any(key == cancel_key for cancel_key, _ in self._pending_cancels.values())
+        ):
             raise LocalProtocolError(f"branch already in use: {key}")
         self._start_client_transaction(key, request, flow, now, data)
         return key

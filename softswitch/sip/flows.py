@@ -10,8 +10,9 @@ Rules:
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
+
+from .enums import IdentityEnum
 
 __all__ = ["Transport", "Address", "Flow"]
 
@@ -19,7 +20,7 @@ Address = tuple[str, int]
 """(host, port): an IP address literal, never a name to resolve, in the core."""
 
 
-class Transport(enum.Enum):
+class Transport(IdentityEnum):
     UDP = "UDP"
     TCP = "TCP"
 

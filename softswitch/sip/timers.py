@@ -21,15 +21,16 @@ Rules:
 
 from __future__ import annotations
 
-import enum
 import heapq
 import itertools
 from dataclasses import dataclass
 
+from .enums import IdentityEnum
+
 __all__ = ["TimerName", "TimerValues", "DeadlineHeap"]
 
 
-class TimerName(enum.Enum):
+class TimerName(IdentityEnum):
     """The timers of RFC 3261 Table 4 (A to K) and RFC 6026 §8.11 (L and M)."""
 
     A = "A"

@@ -50,6 +50,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from .enums import IdentityEnum
 from .errors import LocalProtocolError
 from .events import (
     MessageDropped,
@@ -104,7 +105,7 @@ class Transmit:
 TransactionOutput = Transmit | SipEvent
 
 
-class ResponseClass(enum.Enum):
+class ResponseClass(IdentityEnum):
     """The three response classes the state machines distinguish (RFC 3261 §17)."""
 
     PROVISIONAL = "1xx"
@@ -120,7 +121,7 @@ class ResponseClass(enum.Enum):
         return cls.NON_SUCCESS
 
 
-class TimerAction(enum.Enum):
+class TimerAction(IdentityEnum):
     """What a timer does when it fires in a given state."""
 
     RETRANSMIT = "retransmit"
@@ -135,7 +136,7 @@ class TimerAction(enum.Enum):
     """Terminate quietly (D, I, J, K, L, M)."""
 
 
-class ClientInviteState(enum.Enum):
+class ClientInviteState(IdentityEnum):
     """RFC 3261 Figure 5, with RFC 6026 Figure 5's Accepted state."""
 
     CALLING = "Calling"
@@ -145,7 +146,7 @@ class ClientInviteState(enum.Enum):
     TERMINATED = "Terminated"
 
 
-class ClientNonInviteState(enum.Enum):
+class ClientNonInviteState(IdentityEnum):
     """RFC 3261 Figure 6."""
 
     TRYING = "Trying"
@@ -154,7 +155,7 @@ class ClientNonInviteState(enum.Enum):
     TERMINATED = "Terminated"
 
 
-class ServerInviteState(enum.Enum):
+class ServerInviteState(IdentityEnum):
     """RFC 3261 Figure 7, with RFC 6026 Figure 7's Accepted state."""
 
     PROCEEDING = "Proceeding"
@@ -164,7 +165,7 @@ class ServerInviteState(enum.Enum):
     TERMINATED = "Terminated"
 
 
-class ServerNonInviteState(enum.Enum):
+class ServerNonInviteState(IdentityEnum):
     """RFC 3261 Figure 8."""
 
     TRYING = "Trying"
@@ -375,7 +376,7 @@ class Transaction(abc.ABC, Generic[StateT]):
 # ------------------------------------------------------------------ client transactions
 
 
-class ClientAction(enum.Enum):
+class ClientAction(IdentityEnum):
     """What a client transaction does with a response (before any state change)."""
 
     PASS_UP = "pass up"
@@ -629,7 +630,7 @@ class ClientNonInviteTransaction(ClientTransaction[ClientNonInviteState]):
 # ------------------------------------------------------------------ server transactions
 
 
-class RequestKind(enum.Enum):
+class RequestKind(IdentityEnum):
     """A request matched to an existing server transaction (§17.2.3)."""
 
     RETRANSMISSION = "retransmission"
@@ -638,7 +639,7 @@ class RequestKind(enum.Enum):
     """An ACK matched to an INVITE server transaction."""
 
 
-class ServerAction(enum.Enum):
+class ServerAction(IdentityEnum):
     """What a server transaction does with a matched request."""
 
     RESEND_LAST_RESPONSE = "send the last response again and absorb"
