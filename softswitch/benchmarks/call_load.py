@@ -40,6 +40,9 @@ from typing import Any, NamedTuple
 from softswitch.benchmarks.harness import CALLEE_HOST, LOADGEN_HOST, write_bench_config
 from softswitch.benchmarks.options_load import free_port, pinned, wait_for_options
 
+SIPP_BUFFER = str(4 * 1024 * 1024)
+"""SIPp's socket buffers (`-buff_size`): as large as the switch's, so neither side drops
+datagrams in a burst and what is measured is the switch."""
 
 def process_times(pid: int) -> tuple[float, int]:
     """(user+system CPU seconds, RSS bytes) of a process, from /proc."""
@@ -91,7 +94,7 @@ def run_step(switch_port: int, rate: int, seconds: float, workdir: Path,
     step.mkdir()
     stat_file = step / "stat.csv"
     command = pinned([
-        "sipp", f"127.0.0.1:{switch_port}", "-sn", "uac", "-s", "2001",
+        "sipp", f"127.0.0.1:{switch_port}", "-sn", "uac", "-s", "2001", "-buff_size", SIPP_BUFFER,
         "-i", LOADGEN_HOST, "-p", str(free_port(LOADGEN_HOST)),
         "-r", str(rate), "-m", str(count), "-l", str(max(rate * 4, 100)),
         "-nostdin", "-timeout", f"{int(seconds) + 60}s", "-recv_timeout", "10000",
@@ -136,7 +139,7 @@ def run_hold(switch_port: int, rate: int, calls: int, hold: float, settle: float
     ramp = calls / rate
     timeout = ramp + hold + 60
     command = pinned([
-        "sipp", f"127.0.0.1:{switch_port}", "-sn", "uac", "-s", "2001",
+        "sipp", f"127.0.0.1:{switch_port}", "-sn", "uac", "-s", "2001", "-buff_size", SIPP_BUFFER,
         "-i", LOADGEN_HOST, "-p", str(free_port(LOADGEN_HOST)),
         "-r", str(rate), "-m", str(calls), "-l", str(calls + max(calls // 20, 10)),
         "-d", str(int(hold * 1000)),
@@ -261,7 +264,8 @@ def running_switch(workdir: Path, callee_calls: int,
     )
     callee_stat = workdir / "callee-stat.csv"
     callee = subprocess.Popen(
-        pinned(["sipp", "-sn", "uas", "-i", CALLEE_HOST, "-p", str(callee_port),
+        pinned(["sipp", "-sn", "uas", "-buff_size", SIPP_BUFFER, "-i", CALLEE_HOST, "-p",
+                    str(callee_port),
                 "-l", str(callee_calls), "-nostdin",
                 "-trace_stat", "-stf", str(callee_stat), "-fd", "1"], 1),
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

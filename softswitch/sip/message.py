@@ -471,27 +471,33 @@ class Message(abc.ABC):
     # -- typed access -------------------------------------------------------------------
     @property
     def vias(self) -> list[Via]:
-        return self.headers.typed("via", _parse_vias)
+        value: list[Via] | None = self.headers._typed.get("via")
+        return value if value is not None else self.headers.typed("via", _parse_vias)
 
     @property
     def top_via(self) -> Via:
-        return self.vias[0]
+        vias: list[Via] | None = self.headers._typed.get("via")
+        return (vias if vias is not None else self.vias)[0]
 
     @property
     def from_address(self) -> NameAddress:
-        return self.headers.typed("from", _parse_from)
+        value: NameAddress | None = self.headers._typed.get("from")
+        return value if value is not None else self.headers.typed("from", _parse_from)
 
     @property
     def to_address(self) -> NameAddress:
-        return self.headers.typed("to", _parse_to)
+        value: NameAddress | None = self.headers._typed.get("to")
+        return value if value is not None else self.headers.typed("to", _parse_to)
 
     @property
     def call_id(self) -> str:
-        return self.headers.typed("call-id", _parse_call_id)
+        value: str | None = self.headers._typed.get("call-id")
+        return value if value is not None else self.headers.typed("call-id", _parse_call_id)
 
     @property
     def cseq(self) -> CSeq:
-        return self.headers.typed("cseq", _parse_cseq)
+        value: CSeq | None = self.headers._typed.get("cseq")
+        return value if value is not None else self.headers.typed("cseq", _parse_cseq)
 
     @property
     def max_forwards(self) -> int | None:
@@ -499,7 +505,8 @@ class Message(abc.ABC):
 
     @property
     def contacts(self) -> list[NameAddress]:
-        return self.headers.typed("contact", _parse_contacts)
+        value: list[NameAddress] | None = self.headers._typed.get("contact")
+        return value if value is not None else self.headers.typed("contact", _parse_contacts)
 
     @property
     def routes(self) -> list[NameAddress]:
@@ -610,7 +617,8 @@ class Message(abc.ABC):
                 if count > 1:
                     raise RemoteProtocolError(f"{key} header appears {count} times")
         # The mandatory headers are parsed whether present or not (a missing one is the
-        # error); an optional header that is absent has nothing to check.
+        # error); an optional header that is absent has nothing to check. Parsed in the
+        # order of _VALIDATED_HEADERS, so the error reported is always the same one.
         for key, parse in _VALIDATED_HEADERS:
             if key not in typed and (key in present or key in _MANDATORY_KEYS):
                 typed[key] = parse(headers)
