@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(PYTHON) -m ruff check softswitch cloudpbx custcon_api sip_tests
 
 typecheck: $(STAMP)
-	$(PYTHON) -m mypy softswitch cloudpbx
+	$(PYTHON) -m mypy softswitch cloudpbx custcon_api
 
 test: $(STAMP) debian-packages lint typecheck
 	$(PYTHON) -m pytest -q

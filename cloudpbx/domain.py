@@ -1,4 +1,6 @@
-"""Value types shared by the store, the snapshot and provisioning: pure, stdlib only.
+"""Value types shared by the store, the snapshot, provisioning and the API: pure, no I/O.
+
+Stdlib only, except argon2-cffi for account password hashes (a computation like HA1).
 
 Rules:
 - Enum values are the strings stored in the database and written in provisioning files;
@@ -10,14 +12,46 @@ Rules:
   is hashed at the edge (provisioning, API) and never persisted.
 - The username and realm are hashed exactly as given (UTF-8, no case folding), because the
   client hashes the strings it puts in its Authorization header.
+- Customer Control accounts (not SIP devices) store an argon2id hash of the password
+  (RFC 9106; argon2-cffi's default parameters, the RFC's second recommended option:
+  t=3, m=64 MiB, p=4), in its PHC string form, so parameters and salt travel with it.
+- Account login names: an operator's has no `@`; every other account's is
+  `LOCAL@TENANT` with TENANT its tenant's name, so the tenants' name spaces are disjoint
+  (creating an account never tells one tenant which names another uses). LOCAL is lower
+  case: letters, digits and `._+-`, starting with a letter or digit.
+- The password policy (`password_policy_violations`) applies to every password the API
+  accepts: at least 12 characters; characters of at least 3 of the 4 classes lower case,
+  upper case, digit, symbol (anything else, spaces included); not containing the login
+  name, nor its part before `@` when that has 3 or more characters, compared
+  case-insensitively; not equal to the account's current password. Provisioning files,
+  written by operators, are held to the first two rules only (the demo operator's
+  password, fixed by issue 4, contains its login name in another case).
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import re
+from dataclasses import dataclass
 
-__all__ = ["DigestAlgorithm", "ExtensionKind", "Transport", "compute_ha1"]
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+__all__ = [
+    "MAX_PASSWORD_LENGTH",
+    "MIN_PASSWORD_LENGTH",
+    "AccountRole",
+    "DigestAlgorithm",
+    "ExtensionKind",
+    "PasswordRuleViolation",
+    "Transport",
+    "account_login_problem",
+    "compute_ha1",
+    "hash_account_password",
+    "password_policy_violations",
+    "verify_account_password",
+]
 
 
 class ExtensionKind(enum.StrEnum):
@@ -57,3 +91,138 @@ def compute_ha1(username: str, realm: str, password: str, algorithm: DigestAlgor
     """
     text = f"{username}:{realm}:{password}".encode()
     return hashlib.new(_HASH_NAME[algorithm], text).hexdigest()
+
+
+# --- Customer Control accounts ---------------------------------------------------------
+
+
+class AccountRole(enum.StrEnum):
+    """What a Customer Control account may do (issue 4)."""
+
+    OPERATOR = "operator"
+    """Carrier staff: provisions every tenant; belongs to no tenant."""
+    TENANT_ADMIN = "tenant_admin"
+    """A tenant's system administrator: everything in the tenant, its accounts included."""
+    USER = "user"
+    """A tenant's user: their own extension only."""
+    TOLLFREE_VIEWER = "tollfree_viewer"
+    """A tenant's user who sees the toll-free numbers granted to them (issue 5)."""
+
+
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024
+"""Longer input is refused as invalid before it is hashed: a bound on the work per request."""
+
+_LOCAL_PART = re.compile(r"^[a-z0-9][a-z0-9._+-]{0,63}$")
+_LOGIN_MAX_LENGTH = 128
+
+
+def account_login_problem(login: str, role: AccountRole, tenant_name: str | None) -> str | None:
+    """Why `login` cannot name an account of `role` in `tenant_name`, or None if it can.
+
+    See the module rules: operators have no `@`, tenant accounts are `LOCAL@TENANT`.
+    """
+    if len(login) > _LOGIN_MAX_LENGTH:
+        return f"must be at most {_LOGIN_MAX_LENGTH} characters long"
+    if role is AccountRole.OPERATOR:
+        if tenant_name is not None:
+            return "an operator account belongs to no tenant"
+        if not _LOCAL_PART.match(login):
+            return (
+                "must be lower-case letters, digits and ._+- (starting with a letter or"
+                " digit), without @"
+            )
+        return None
+    if tenant_name is None:
+        return "an account of this role belongs to a tenant"
+    local, at, tenant_part = login.rpartition("@")
+    if not at or tenant_part != tenant_name:
+        return f"must end with @{tenant_name}"
+    if not _LOCAL_PART.match(local):
+        return (
+            "the part before @ must be lower-case letters, digits and ._+- (starting with a"
+            " letter or digit)"
+        )
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordRuleViolation:
+    """One broken rule of the password policy."""
+
+    rule: str
+    """Stable identifier: `min_length`, `character_classes`, `contains_login`, `reused`."""
+    message: str
+    """What the rule requires, in words; never repeats the password."""
+
+
+def _character_classes(password: str) -> int:
+    lower = any(character.islower() for character in password)
+    upper = any(character.isupper() for character in password)
+    digit = any(character.isdigit() for character in password)
+    symbol = any(
+        not (character.islower() or character.isupper() or character.isdigit())
+        for character in password
+    )
+    return lower + upper + digit + symbol
+
+
+def password_policy_violations(
+    password: str,
+    login: str | None = None,
+    current_password: str | None = None,
+) -> list[PasswordRuleViolation]:
+    """Every rule of the password policy that `password` breaks (empty when it passes).
+
+    Args:
+        password: the candidate.
+        login: the account's login name; None skips the login-name rule (provisioning).
+        current_password: the password being replaced, if any.
+    """
+    violations: list[PasswordRuleViolation] = []
+    if len(password) < MIN_PASSWORD_LENGTH:
+        violations.append(
+            PasswordRuleViolation(
+                "min_length", f"must be at least {MIN_PASSWORD_LENGTH} characters long"
+            )
+        )
+    if _character_classes(password) < 3:
+        violations.append(
+            PasswordRuleViolation(
+                "character_classes",
+                "must contain characters of at least 3 of the 4 classes lower-case letter,"
+                " upper-case letter, digit, symbol",
+            )
+        )
+    if login is not None:
+        folded = password.casefold()
+        local = login.partition("@")[0]
+        names = [login] + ([local] if len(local) >= 3 and local != login else [])
+        if any(name.casefold() in folded for name in names):
+            violations.append(
+                PasswordRuleViolation("contains_login", "must not contain the login name")
+            )
+    if current_password is not None and password == current_password:
+        violations.append(PasswordRuleViolation("reused", "must differ from the current password"))
+    return violations
+
+
+# One hasher for the process: argon2-cffi's defaults are RFC 9106's second recommended
+# option (argon2id, t=3, m=64 MiB, p=4), about 0.1 s per hash on one core.
+_PASSWORD_HASHER = PasswordHasher()
+
+
+def hash_account_password(password: str) -> str:
+    """The argon2id PHC string for `password`, with a fresh random salt."""
+    return _PASSWORD_HASHER.hash(password)
+
+
+def verify_account_password(password_hash: str, password: str) -> bool:
+    """True when `password` matches `password_hash` (constant work for a wrong password).
+
+    A malformed stored hash is a mismatch, never an exception.
+    """
+    try:
+        return _PASSWORD_HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False

@@ -22,6 +22,18 @@ Rules:
 - `SwitchSecret` rows are switch state too: keys the switch creates on first start and
   keeps across restarts (the digest nonce key, RFC 7616 §3.3). They are as sensitive as
   the HA1s next to them; they are never logged and never provisioned.
+- `Account` rows are Customer Control API logins (not SIP devices). The password is kept
+  only as an argon2id hash (`cloudpbx.domain.hash_account_password`). An operator account
+  has no tenant and every other role has one (a named CHECK); only a `user` account owns
+  an extension (CHECK too). Times are unix seconds (floats), as everywhere in the store.
+- `ApiToken` rows are bearer tokens (RFC 6750): only the SHA-256 hex digest of the random
+  token is stored, so a copy of the store grants no access. A token is valid while
+  `revoked_at` is null and the clock is before `expires_at`; revoking sets `revoked_at`
+  and never deletes, so the audit trail can name it.
+- `AuditLog` rows are written, in the same transaction, for every account change (API or
+  provisioning) and every login success, failure and lockout. They keep the actor's and
+  target's login names as text, so deleting an account keeps its history; `before` and
+  `after` are JSON views of the account without its hash.
 - These classes never leave the store: the switch reads `cloudpbx.snapshot` values built by
   `cloudpbx.repository.load_snapshot`.
 """
@@ -32,6 +44,8 @@ import enum
 
 from sqlalchemy import (
     JSON,
+    Boolean,
+    CheckConstraint,
     Enum,
     Float,
     ForeignKey,
@@ -43,10 +57,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from cloudpbx.domain import ExtensionKind, Transport
+from cloudpbx.domain import AccountRole, ExtensionKind, Transport
 
 __all__ = [
     "NAMING_CONVENTION",
+    "Account",
+    "ApiToken",
+    "AuditLog",
     "Base",
     "Extension",
     "Registration",
@@ -247,3 +264,109 @@ class SwitchSecret(Base):
     value: Mapped[bytes] = mapped_column(LargeBinary(256))
     created_at: Mapped[float] = mapped_column(Float)
     """Unix time in seconds."""
+
+
+class Account(Base):
+    """A Customer Control login: an operator, or a tenant's administrator or user."""
+
+    __tablename__ = "account"
+    __table_args__ = (
+        CheckConstraint(
+            "(role = 'operator' AND tenant_id IS NULL)"
+            " OR (role <> 'operator' AND tenant_id IS NOT NULL)",
+            name="tenant_unless_operator",
+        ),
+        CheckConstraint("extension_id IS NULL OR role = 'user'", name="extension_only_for_user"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(128), unique=True)
+    """Login name (`operator`, `admin@demo`; see `cloudpbx.domain.account_login_problem`)."""
+    password_hash: Mapped[str] = mapped_column(String(256))
+    """argon2id PHC string; never the password, never shown by the API."""
+    role: Mapped[AccountRole] = mapped_column(_string_enum(AccountRole, "account_role"))
+    tenant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tenant.id", ondelete="CASCADE"), index=True
+    )
+    """Null exactly for operators."""
+    extension_id: Mapped[int | None] = mapped_column(
+        ForeignKey("extension.id", ondelete="SET NULL"), index=True, default=None
+    )
+    """The extension a `user` account owns; a deleted extension leaves it owning none."""
+    failed_login_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Failed logins since `failed_login_window_start` (reset by a success or a lockout)."""
+    failed_login_window_start: Mapped[float | None] = mapped_column(Float, default=None)
+    """Time of the first failed login counted in `failed_login_count`."""
+    locked_until: Mapped[float | None] = mapped_column(Float, default=None)
+    """Logins are refused until then (the lockout rule is in `custcon_api.auth`)."""
+    password_changed_at: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    """A disabled account cannot log in and its tokens are refused."""
+
+    tenant: Mapped[Tenant | None] = relationship()
+    extension: Mapped[Extension | None] = relationship()
+
+    def audit_view(self) -> dict[str, object]:
+        """The account as the audit log's `before` / `after` records it: never the hash."""
+        return {
+            "login": self.login,
+            "role": self.role.value,
+            "tenant": None if self.tenant is None else self.tenant.name,
+            "extension": None if self.extension is None else self.extension.number,
+            "disabled": self.disabled,
+            "password_changed_at": self.password_changed_at,
+        }
+
+    tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="account", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ApiToken(Base):
+    """An issued bearer token (RFC 6750), stored as the SHA-256 of its value."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    """Lower-case hex SHA-256 of the token as sent in `Authorization: Bearer`."""
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), index=True
+    )
+    issued_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, default=None)
+
+    account: Mapped[Account] = relationship(back_populates="tokens")
+
+
+class AuditLog(Base):
+    """One audited event: who, when, what, to what, and the target before and after."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    """Unix time in seconds."""
+    actor: Mapped[str | None] = mapped_column(String(128))
+    """Login name of the account that acted; `(provisioning)` for a provisioning file;
+    null for an unauthenticated attempt (a failed login)."""
+    actor_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("account.id", ondelete="SET NULL"), index=True, default=None
+    )
+    tenant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tenant.id", ondelete="SET NULL"), index=True, default=None
+    )
+    """The tenant the target belongs to, for per-tenant views; null for operators."""
+    action: Mapped[str] = mapped_column(String(64))
+    """`account.create`, `account.update`, `account.delete`, `account.password_change`,
+    `account.lockout`, `login.success`, `login.failure`, `auth.logout`."""
+    target: Mapped[str | None] = mapped_column(String(256))
+    """What was acted on: an account's login name (as typed, for a failed login)."""
+    before: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True), default=None)
+    """Null (SQL NULL, not JSON null) when the target did not exist before."""
+    after: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True), default=None)
+    """Null when the target no longer exists (or the event changed nothing stored)."""
+    remote_address: Mapped[str | None] = mapped_column(String(_ADDRESS_LENGTH), default=None)
+    """The client's address for API events; null for provisioning."""

@@ -1,4 +1,5 @@
-"""Provisioning from a YAML file: tenants, their sites and extensions, and trunks.
+"""Provisioning from a YAML file: tenants, their sites and extensions, trunks, and the
+Customer Control accounts.
 
 Rules:
 - The file is validated whole before anything is written: shape and types by the pydantic
@@ -20,6 +21,16 @@ Rules:
   input values that could be passwords.
 - Extension numbers must be YAML strings (`"1001"`): YAML reads an unquoted `0120` as the
   octal number 80, so numbers as integers are refused rather than guessed.
+- Accounts (`accounts:`) are matched by login name. An account's `tenant` must name a
+  tenant in the same file (none for an operator), a `user` must name an `extension` of
+  that tenant (no other role may), and the login name must fit its role and tenant
+  (`cloudpbx.domain.account_login_problem`). Passwords must meet the policy's strength
+  rules (length, character classes; `cloudpbx.domain.password_policy_violations`) and are
+  stored as argon2id hashes only. A hash is salted, so a re-run does not rehash: the file's
+  password is verified against the stored hash and only a mismatch writes a new hash
+  (and revokes the account's API tokens, as a password change through the API does).
+- Every account created or updated writes an `audit_log` row (actor `(provisioning)`)
+  in the same transaction; an unchanged account writes nothing.
 - Only `fixed_ip_phone` extensions can be provisioned yet; `mobile` and `customer_pbx` need
   fields (mobile number, PBX trunk) that later issues add.
 """
@@ -28,6 +39,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,16 +56,38 @@ from pydantic import (
     StringConstraints,
     ValidationError,
 )
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from cloudpbx.domain import DigestAlgorithm, ExtensionKind, Transport, compute_ha1
-from cloudpbx.models import Extension, SipCredential, Site, Tenant, Trunk, TrunkSourceAddress
+from cloudpbx.domain import (
+    MAX_PASSWORD_LENGTH,
+    AccountRole,
+    DigestAlgorithm,
+    ExtensionKind,
+    Transport,
+    account_login_problem,
+    compute_ha1,
+    hash_account_password,
+    password_policy_violations,
+    verify_account_password,
+)
+from cloudpbx.models import (
+    Account,
+    ApiToken,
+    AuditLog,
+    Extension,
+    SipCredential,
+    Site,
+    Tenant,
+    Trunk,
+    TrunkSourceAddress,
+)
 from cloudpbx.snapshot import TrunkSource, canonical_address
 
 __all__ = [
     "ChangeCounts",
+    "PROVISIONING_ACTOR",
     "ProvisioningError",
     "ProvisioningIssue",
     "ProvisioningResult",
@@ -124,6 +158,13 @@ def _check_kind(kind: ExtensionKind) -> ExtensionKind:
     return kind
 
 
+def _check_account_password(password: str) -> str:
+    violations = password_policy_violations(password)
+    if violations:
+        raise ValueError("; ".join(violation.message for violation in violations))
+    return password
+
+
 Text = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1)]
 Name = Annotated[
     str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=64)
@@ -187,11 +228,28 @@ class TrunkSpec(_Spec):
     trusted_sources: list[Annotated[TrunkSource, PlainValidator(_parse_source)]] = []
 
 
+class AccountSpec(_Spec):
+    """A Customer Control account (an API login, not a SIP device)."""
+
+    login: Annotated[str, Strict(), StringConstraints(min_length=1)]
+    role: AccountRole
+    tenant: Name | None = None
+    extension: ExtensionNumber | None = None
+    password: Annotated[
+        str,
+        Strict(),
+        StringConstraints(max_length=MAX_PASSWORD_LENGTH),
+        AfterValidator(_check_account_password),
+    ]
+    disabled: Annotated[bool, Strict()] = False
+
+
 class ProvisioningFile(_Spec):
     """The whole file."""
 
     tenants: list[TenantSpec] = []
     trunks: list[TrunkSpec] = []
+    accounts: list[AccountSpec] = []
 
 
 # --- errors ----------------------------------------------------------------------------
@@ -315,6 +373,46 @@ def _cross_check(document: ProvisioningFile) -> list[ProvisioningIssue]:
                 f"{prefix}.trusted_sources[{source_index}]",
                 lambda: "trusted source",
             )
+
+    tenant_extensions = {
+        tenant.name: {extension.number for extension in tenant.extensions}
+        for tenant in document.tenants
+    }
+    logins: dict[Any, str] = {}
+    for account_index, account in enumerate(document.accounts):
+        prefix = f"accounts[{account_index}]"
+        first_seen(logins, account.login, f"{prefix}.login", lambda: "login name")
+        if account.role is AccountRole.OPERATOR:
+            if account.tenant is not None:
+                issues.append(
+                    ProvisioningIssue(f"{prefix}.tenant", "an operator belongs to no tenant")
+                )
+        elif account.tenant is None:
+            issues.append(
+                ProvisioningIssue(f"{prefix}.tenant", f"is required for role {account.role}")
+            )
+        elif account.tenant not in tenant_extensions:
+            issues.append(ProvisioningIssue(f"{prefix}.tenant", "names no tenant in this file"))
+        login_problem = account_login_problem(
+            account.login,
+            account.role,
+            None if account.role is AccountRole.OPERATOR else account.tenant,
+        )
+        if login_problem is not None and (
+            account.role is AccountRole.OPERATOR or account.tenant is not None
+        ):
+            issues.append(ProvisioningIssue(f"{prefix}.login", login_problem))
+        if account.role is AccountRole.USER:
+            if account.extension is None:
+                issues.append(ProvisioningIssue(f"{prefix}.extension", "is required for role user"))
+            elif account.extension not in tenant_extensions.get(account.tenant or "", set()):
+                issues.append(
+                    ProvisioningIssue(f"{prefix}.extension", "names no extension of its tenant")
+                )
+        elif account.extension is not None:
+            issues.append(
+                ProvisioningIssue(f"{prefix}.extension", "only a user account owns an extension")
+            )
     return issues
 
 
@@ -345,7 +443,12 @@ def load_provisioning_file(path: Path | str) -> ProvisioningFile:
         data = {}
     if not isinstance(data, dict):
         raise ProvisioningError(
-            path, [ProvisioningIssue("(top level)", "must be a mapping with tenants and trunks")]
+            path,
+            [
+                ProvisioningIssue(
+                    "(top level)", "must be a mapping with tenants, trunks and accounts"
+                )
+            ],
         )
     try:
         document = ProvisioningFile.model_validate(data)
@@ -388,13 +491,14 @@ class ProvisioningResult:
     sites: ChangeCounts = field(default_factory=ChangeCounts)
     extensions: ChangeCounts = field(default_factory=ChangeCounts)
     trunks: ChangeCounts = field(default_factory=ChangeCounts)
+    accounts: ChangeCounts = field(default_factory=ChangeCounts)
 
     @property
     def changed(self) -> bool:
         """True when anything was created or updated."""
         return any(
             counts.created or counts.updated
-            for counts in (self.tenants, self.sites, self.extensions, self.trunks)
+            for counts in (self.tenants, self.sites, self.extensions, self.trunks, self.accounts)
         )
 
     def __str__(self) -> str:
@@ -405,6 +509,7 @@ class ProvisioningResult:
                 ("sites", self.sites),
                 ("extensions", self.extensions),
                 ("trunks", self.trunks),
+                ("accounts", self.accounts),
             )
         )
 
@@ -519,7 +624,76 @@ def _apply_trunk(
     result.trunks.count(created, changed)
 
 
-def provision(session: Session, path: Path | str) -> ProvisioningResult:
+PROVISIONING_ACTOR = "(provisioning)"
+"""The audit log's actor for rows written by a provisioning file (no login has brackets)."""
+
+
+def _apply_account(
+    session: Session,
+    spec: AccountSpec,
+    tenants: dict[str, Tenant],
+    now: float,
+    result: ProvisioningResult,
+) -> None:
+    account = session.scalars(select(Account).where(Account.login == spec.login)).one_or_none()
+    tenant = None if spec.tenant is None else tenants[spec.tenant]
+    extension = None
+    if tenant is not None and spec.extension is not None:
+        extension = next(item for item in tenant.extensions if item.number == spec.extension)
+    created = account is None
+    before = None
+    if account is None:
+        account = Account(
+            login=spec.login,
+            role=spec.role,
+            password_hash=hash_account_password(spec.password),
+            password_changed_at=now,
+            created_at=now,
+            failed_login_count=0,
+        )
+        session.add(account)
+        changed = True
+    else:
+        before = account.audit_view()
+        changed = False
+        if not verify_account_password(account.password_hash, spec.password):
+            account.password_hash = hash_account_password(spec.password)
+            account.password_changed_at = now
+            # A new password ends every session of the old one (as the API's change does).
+            session.execute(
+                update(ApiToken)
+                .where(ApiToken.account_id == account.id, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            changed = True
+    # No flush between these: a half-applied role change would break the account CHECKs.
+    with session.no_autoflush:
+        if account.tenant is not tenant:
+            account.tenant = tenant
+            changed = True
+        if account.extension is not extension:
+            account.extension = extension
+            changed = True
+        changed |= _assign(account, {"role": spec.role, "disabled": spec.disabled})
+    result.accounts.count(created, changed)
+    if changed:
+        session.flush()
+        session.add(
+            AuditLog(
+                at=now,
+                actor=PROVISIONING_ACTOR,
+                tenant_id=account.tenant_id,
+                action="account.create" if created else "account.update",
+                target=account.login,
+                before=before,
+                after=account.audit_view(),
+            )
+        )
+
+
+def provision(
+    session: Session, path: Path | str, *, clock: Callable[[], float] = time.time
+) -> ProvisioningResult:
     """Validate the file at `path`, then write it to the store in one transaction.
 
     Commits on success. On any error the session is rolled back and nothing is written.
@@ -539,6 +713,9 @@ def provision(session: Session, path: Path | str) -> ProvisioningResult:
             tenants[tenant_spec.name] = _apply_tenant(session, tenant_spec, result)
         for trunk_spec in document.trunks:
             _apply_trunk(session, trunk_spec, tenants, result)
+        now = clock()
+        for account_spec in document.accounts:
+            _apply_account(session, account_spec, tenants, now, result)
         session.commit()
     except IntegrityError as error:
         session.rollback()

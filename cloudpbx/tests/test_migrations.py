@@ -27,6 +27,10 @@ TABLES = {
     "trunk",
     "trunk_source_address",
     "registration",
+    "switch_secret",
+    "account",
+    "api_token",
+    "audit_log",
 }
 
 

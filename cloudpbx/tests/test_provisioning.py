@@ -151,6 +151,7 @@ def test_a_conflict_with_stored_rows_is_refused_and_rolled_back(
     before = _dump_store(session)
     data = _demo()
     data["tenants"][0]["name"] = "other"  # a new tenant claiming demo's SIP domain
+    data["accounts"] = []  # they name tenant demo, which this file no longer has
     path = _write(tmp_path, data)
     with pytest.raises(ProvisioningError) as caught:
         provision(session, path)
@@ -259,7 +260,7 @@ def test_yaml_syntax_error_and_duplicate_key(tmp_path: Path) -> None:
 
 def test_top_level_must_be_a_mapping_and_file_must_exist(tmp_path: Path) -> None:
     assert _refusal(tmp_path, ["a", "list"]) == [
-        ("(top level)", "must be a mapping with tenants and trunks")
+        ("(top level)", "must be a mapping with tenants, trunks and accounts")
     ]
     with pytest.raises(ProvisioningError) as caught:
         load_provisioning_file(tmp_path / "missing.yaml")

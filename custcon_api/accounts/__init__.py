@@ -1,0 +1,1 @@
+"""A tenant's Customer Control accounts (`/api/v1/tenants/{tenant}/accounts`)."""

@@ -1,0 +1,1 @@
+"""Login, logout, the caller's own account and password change (`/api/v1/auth`, `/me`)."""
