@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,12 +96,17 @@ def _headers(data: bytes) -> tuple[bytes, dict[bytes, list[bytes]]]:
 
 
 class UacPeer:
-    """SIPp's `uac` scenario: INVITE, (1xx), 200 -> ACK, then BYE when told, 200."""
+    """SIPp's `uac` scenario: INVITE, (1xx), 200 -> ACK, then BYE when told, 200.
+
+    A final response other than 200 is ACKed (RFC 3261 §17.1.1.3) and counted in
+    `rejected`; `cancel(number)` cancels a call still ringing (§9.1).
+    """
 
     def __init__(self) -> None:
         self.established: deque[tuple[str, str]] = deque()  # (call number, To tag)
         self.completed = 0
         self.unexpected = 0
+        self.rejected: Counter[int] = Counter()
 
     def invite(self, number: int) -> bytes:
         body = CALLER_SDP
@@ -142,16 +147,33 @@ class UacPeer:
             if status < 200:
                 return []
             if status != 200:
-                self.unexpected += 1
-                return []
+                # §17.1.1.3: the ACK of a non-2xx has the INVITE's branch.
+                self.rejected[status] += 1
+                to_tag = headers[b"to"][0].decode().rsplit("tag=", 1)[1]
+                return [self._in_dialog("ACK", 1, number, to_tag, "0")]
             to_tag = headers[b"to"][0].decode().rsplit("tag=", 1)[1]
             self.established.append((number, to_tag))
             return [self._in_dialog("ACK", 1, number, to_tag, "5")]
         if cseq.endswith("BYE") and status == 200:
             self.completed += 1
             return []
+        if cseq.endswith("CANCEL") and status == 200:
+            return []
         self.unexpected += 1
         return []
+
+    def cancel(self, number: int) -> bytes:
+        """§9.1: the CANCEL of call `number`'s INVITE (same branch, CSeq number)."""
+        return (
+            f"CANCEL sip:2001@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {CALLER[0]}:{CALLER[1]};branch=z9hG4bK-1-{number}-0\r\n"
+            f"From: sipp <sip:sipp@{CALLER[0]}:{CALLER[1]}>;tag=1SIPpTag00{number}\r\n"
+            f"To: 2001 <sip:2001@{SWITCH[0]}:{SWITCH[1]}>\r\n"
+            f"Call-ID: {number}-1@{CALLER[0]}\r\n"
+            "CSeq: 1 CANCEL\r\n"
+            "Max-Forwards: 70\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
 
     def hang_up_oldest(self) -> bytes:
         number, to_tag = self.established.popleft()
@@ -159,10 +181,16 @@ class UacPeer:
 
 
 class UasPeer:
-    """SIPp's `uas` scenario: INVITE -> 180, 200; ACK; BYE -> 200."""
+    """SIPp's `uas` scenario: INVITE -> 180, 200; ACK; BYE -> 200.
+
+    `final` changes the answer: a status such as "486 Busy Here", or None to ring
+    forever (then a CANCEL gets 200 and the INVITE 487, §9.2).
+    """
 
     def __init__(self) -> None:
         self.tag = 0
+        self.final: str | None = "200 OK"
+        self._ringing: dict[bytes, tuple[dict[bytes, list[bytes]], bytes]] = {}
 
     @staticmethod
     def _response(status: str, headers: dict[bytes, list[bytes]], to: bytes,
@@ -183,8 +211,17 @@ class UasPeer:
         if method == b"INVITE":
             self.tag += 1
             to = headers[b"to"][0] + f";tag={self.tag}SIPpTag01".encode()
-            return [self._response("180 Ringing", headers, to),
-                    self._response("200 OK", headers, to, CALLEE_SDP)]
+            ringing = self._response("180 Ringing", headers, to)
+            if self.final is None:
+                self._ringing[headers[b"call-id"][0]] = (headers, to)
+                return [ringing]
+            if self.final != "200 OK":
+                return [ringing, self._response(self.final, headers, to)]
+            return [ringing, self._response("200 OK", headers, to, CALLEE_SDP)]
+        if method == b"CANCEL":
+            invite_headers, to = self._ringing.pop(headers[b"call-id"][0])
+            return [self._response("200 OK", headers, to),
+                    self._response("487 Request Terminated", invite_headers, to)]
         if method == b"BYE":
             return [self._response("200 OK", headers, headers[b"to"][0])]
         return []  # ACK
@@ -258,6 +295,11 @@ class Lab:
 
     def hang_up_oldest(self, now: float) -> None:
         self.switch.receive(self.caller.hang_up_oldest(), CALLER, now)
+        self.exchange(now)
+
+    def cancel(self, number: int, now: float) -> None:
+        """The caller cancels call `number` (still ringing)."""
+        self.switch.receive(self.caller.cancel(number), CALLER, now)
         self.exchange(now)
 
     def exchange(self, now: float) -> None:

@@ -98,3 +98,44 @@ def test_calls_create_no_reference_cycles(lab: Lab) -> None:
         gc.enable()
     assert lab.caller.unexpected == 0
     assert found == 0, f"{found} objects were only collectable by the cyclic collector"
+
+
+@pytest.mark.parametrize("outcome", ["busy", "no_answer", "cancelled"])
+def test_unsuccessful_calls_leave_nothing_behind_and_make_no_cycles(
+    lab: Lab, outcome: str
+) -> None:
+    """The failure paths too: busy (486 relayed), no answer (480 to the caller, CANCEL to
+    the callee), cancelled by the caller while ringing (487). Every transaction of them
+    ends, and nothing needed the cyclic collector."""
+    switch = lab.switch
+    calls = switch.core.calls
+    lab.callee.final = "486 Busy Here" if outcome == "busy" else None
+    expected_status = {"busy": 486, "no_answer": 480, "cancelled": 487}[outcome]
+    before = lab.caller.rejected[expected_status]
+    start = {"busy": 2_000_000.0, "no_answer": 3_000_000.0, "cancelled": 4_000_000.0}[outcome]
+    gc.collect()
+    gc.disable()
+    try:
+        now = start
+        for number in range(200_000, 200_100):
+            lab.call(number, now)
+            if outcome == "cancelled":
+                lab.cancel(number, now + 0.5)
+            now += 0.01
+            lab.run_until(now)
+        # Past the no-answer timeout (30 s) and then every transaction timer.
+        lab.run_until(now + 31.0)
+        lab.run_until(now + 31.0 + AFTER_EVERY_TIMER)
+        found = gc.collect()
+    finally:
+        gc.enable()
+        lab.callee.final = "200 OK"
+    assert lab.caller.rejected[expected_status] - before == 100
+    assert lab.caller.unexpected == 0
+    assert len(calls) == 0
+    assert calls.index_sizes() == {"calls": 0, "by_call_id": 0, "by_transaction": 0,
+                                   "deadlines": 0}
+    assert all(size == 0 for size in switch.endpoint.table_sizes().values()), (
+        switch.endpoint.table_sizes()
+    )
+    assert found == 0, f"{found} objects were only collectable by the cyclic collector"
