@@ -305,6 +305,8 @@ class CallService:
         self, entry: _Entry, call_ids: frozenset[str], transaction_keys: frozenset[str]
     ) -> None:
         """Make the indexes hold exactly these Call-IDs and keys for `entry`."""
+        if call_ids == entry.call_ids and transaction_keys == entry.transaction_keys:
+            return  # most events change neither (a provisional, an ACK, a BYE's 200)
         for index, old, new in (
             (self._by_call_id, entry.call_ids, call_ids),
             (self._by_transaction, entry.transaction_keys, transaction_keys),
