@@ -66,7 +66,7 @@ from softswitch.element import Element
 from softswitch.runtime import CollectorPacer, tune_garbage_collector
 from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
 from softswitch.sip.errors import RemoteProtocolError
-from softswitch.sip.events import SipEvent
+from softswitch.sip.events import MessageDropped, SipEvent, TransactionTerminated
 from softswitch.sip.flows import Address
 from softswitch.sip.message import parse_message
 from softswitch.transport.driver import SipTransportDriver, describe_exception
@@ -92,6 +92,8 @@ EXIT_TROUBLE = 2
 # Seconds a SIGTERM waits for the calls in progress to end (issue 3: a bounded wait).
 DEFAULT_DRAIN_SECONDS = 30.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_UNUSED_EVENTS = frozenset({TransactionTerminated, MessageDropped})
+"""Endpoint events no part of the application acts on (see `_CallTimer.handle_event`)."""
 _CALL_TIMER_TICK = 0.1
 """Seconds between the ticks call deadlines are served on (see `_CallTimer`)."""
 
@@ -372,6 +374,10 @@ class _CallTimer:
         """Set whenever no call is in progress (for draining)."""
 
     def handle_event(self, event: SipEvent, now: float) -> None:
+        if type(event) in _UNUSED_EVENTS:
+            # Four transactions end per call: neither the element nor a call acts on
+            # their ends (the driver has counted any drop), so they stop here.
+            return
         try:
             self._element.handle_event(event, now)
         finally:
