@@ -144,9 +144,17 @@ class DeadlineHeap:
     """Absolute deadlines by key, with the earliest available in O(log n).
 
     `set(key, deadline)` replaces the key's deadline (None removes it). Replaced heap
-    entries are left in place and skipped when they reach the top; the heap is rebuilt
-    when stale entries outnumber live ones, so memory stays proportional to the keys.
+    entries are left in place and skipped when they reach the top: every deadline comes,
+    so they leave on their own, and in the transaction layer (deadlines at most 64*T1
+    ahead, two or three per transaction) the heap holds about three entries per key.
+    Only when stale entries pass `COMPACT_FACTOR` times the live ones (plus
+    `COMPACT_SLACK`) is the heap rebuilt, in one linear pass: a rebuild that sorted
+    60,000 entries on every doubling stopped a switch with 30,000 transactions for
+    about 90 ms.
     """
+
+    COMPACT_FACTOR = 4
+    COMPACT_SLACK = 4096
 
     __slots__ = ("_current", "_heap", "_sequence")
 
@@ -173,7 +181,7 @@ class DeadlineHeap:
         else:
             self._current[key] = deadline
             heapq.heappush(self._heap, (deadline, next(self._sequence), key))
-        if len(self._heap) > 2 * len(self._current) + 64:
+        if len(self._heap) > self.COMPACT_FACTOR * len(self._current) + self.COMPACT_SLACK:
             self._rebuild()
 
     def earliest(self) -> float | None:
@@ -201,13 +209,14 @@ class DeadlineHeap:
 
     def _rebuild(self) -> None:
         current = self._current
-        kept = [entry for entry in self._heap if current.get(entry[2]) == entry[0]]
-        # A key may appear twice with the same deadline if set back and forth; keep one.
-        seen: set[str] = set()
-        unique: list[tuple[float, int, str]] = []
-        for entry in sorted(kept):
-            if entry[2] not in seen:
-                seen.add(entry[2])
-                unique.append(entry)
-        self._heap = unique
+        # One live entry per key; a key set back and forth to the same deadline has
+        # several, and the earliest set (smallest sequence) keeps its place.
+        live: dict[str, tuple[float, int, str]] = {}
+        for entry in self._heap:
+            key = entry[2]
+            if current.get(key) == entry[0]:
+                kept = live.get(key)
+                if kept is None or entry[1] < kept[1]:
+                    live[key] = entry
+        self._heap = list(live.values())
         heapq.heapify(self._heap)

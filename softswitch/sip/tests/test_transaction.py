@@ -189,12 +189,24 @@ def test_deadline_heap_keeps_one_deadline_per_key() -> None:
 
 def test_deadline_heap_compacts_stale_entries() -> None:
     heap = DeadlineHeap()
-    for round_number in range(1000):
+    for round_number in range(20_000):
         for key in ("x", "y"):
             heap.set(key, float(round_number))
-    assert heap.entries <= 2 * len(heap) + 64 + 1
-    assert heap.pop_due(998.0) == []
-    assert heap.pop_due(999.0) == ["x", "y"]
+    bound = DeadlineHeap.COMPACT_FACTOR * len(heap) + DeadlineHeap.COMPACT_SLACK + 1
+    assert heap.entries <= bound
+    assert heap.pop_due(19_998.0) == []
+    assert heap.pop_due(19_999.0) == ["x", "y"]
+
+
+def test_deadline_heap_orders_equal_deadlines_by_when_they_were_set_across_compactions() -> None:
+    heap = DeadlineHeap()
+    heap.set("first", 5.0)
+    heap.set("second", 5.0)
+    for round_number in range(10_000):  # enough stale entries to force compactions
+        heap.set("churn", 100.0 + round_number)
+        heap.set("first", 5.0 + (round_number % 2))
+    heap.set("first", 5.0)
+    assert heap.pop_due(5.0) == ["second", "first"]
 
 
 # --------------------------------------------------------------- client INVITE (§17.1.1)
