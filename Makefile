@@ -6,8 +6,10 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the test suite and benchmarks use.
-DEBIAN_PACKAGES := sip-tester baresip-core
+DEBIAN_PACKAGES := sip-tester baresip-core postgresql
 SIP ?= 127.0.0.1:5060
+# The Customer Control API, served by the switch's own process (`softswitch run --api`).
+API ?= 127.0.0.1:8080
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test bench lint typecheck debian-packages clean
@@ -30,7 +32,7 @@ debian-packages:
 	fi
 
 run: $(STAMP)
-	$(PYTHON) -m softswitch run --config configs/demo.yaml --data-dir data --sip $(SIP)
+	$(PYTHON) -m softswitch run --config configs/demo.yaml --data-dir data --sip $(SIP) --api $(API)
 
 lint: $(STAMP)
 	$(PYTHON) -m ruff check softswitch cloudpbx custcon_api sip_tests

@@ -53,6 +53,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -231,15 +232,17 @@ class Registration(Base):
     contact_uri: Mapped[str] = mapped_column(String(_URI_LENGTH))
     expires_at: Mapped[float] = mapped_column(Float, index=True)
     """Absolute expiry as a unix time in seconds."""
-    call_id: Mapped[str] = mapped_column(String(256))
+    # Text: RFC 3261 bounds neither Call-ID nor User-Agent nor +sip.instance, and
+    # PostgreSQL refuses (with the whole batch) a value longer than a VARCHAR's length.
+    call_id: Mapped[str] = mapped_column(Text)
     cseq: Mapped[int] = mapped_column(Integer)
     received_host: Mapped[str] = mapped_column(String(_ADDRESS_LENGTH))
     """Source address of the REGISTER, where requests to the contact are sent (NAT)."""
     received_port: Mapped[int] = mapped_column(Integer)
     transport: Mapped[Transport] = mapped_column(_string_enum(Transport, "transport"))
-    instance_id: Mapped[str | None] = mapped_column(String(256), default=None)
+    instance_id: Mapped[str | None] = mapped_column(Text, default=None)
     """The Contact's `+sip.instance` parameter (RFC 5626 §4.1), if any."""
-    user_agent: Mapped[str | None] = mapped_column(String(256), default=None)
+    user_agent: Mapped[str | None] = mapped_column(Text, default=None)
     q: Mapped[float | None] = mapped_column(Float, default=None)
     """The Contact's `q` parameter (RFC 3261 §20.10); null when it had none."""
     contact_parameters: Mapped[list[list[str | None]] | None] = mapped_column(

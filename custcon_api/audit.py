@@ -6,7 +6,7 @@ Rules:
 - `before` / `after` are `Account.audit_view()` values: never a password or hash.
 - Actions written by the API: `login.success`, `login.failure` (with `after.reason`),
   `account.lockout`, `auth.logout`, `account.password_change`, `account.create`,
-  `account.delete`.
+  `account.delete`, `config.reload` (the operator's manual reload).
 """
 
 from __future__ import annotations

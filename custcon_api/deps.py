@@ -2,7 +2,8 @@
 
 Rules:
 - One `AppContext` per app (built by `create_app`, kept on `app.state`): the session
-  factory, the clock, the settings and the in-memory unknown-login lockouts. Nothing is
+  factory, the clock, the settings, the in-memory unknown-login lockouts and the change
+  notifier every committed change is published on (`cloudpbx.notify`). Nothing is
   global, so two apps in one process (tests) never share state.
 - One database session per request (`SessionDep`); services commit it themselves.
 - `CurrentPrincipal` authenticates the bearer token on every request (RFC 6750 §2.1):
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from cloudpbx.models import Account, ApiToken
+from cloudpbx.notify import ChangeNotifier
 from custcon_api.auth.lockout import UnknownLogins
 from custcon_api.errors import AuthenticationRequired, InvalidToken
 from custcon_api.security import bearer_scheme, token_digest
@@ -46,6 +48,8 @@ class AppContext:
     """Unix time in seconds; tests inject a fake one."""
     settings: CustconSettings
     unknown_logins: UnknownLogins
+    notifier: ChangeNotifier
+    """Where services publish committed changes (`softswitch run --api` subscribes)."""
 
 
 def _context(request: Request) -> AppContext:

@@ -1,4 +1,4 @@
-"""The application factory: `create_app(session_factory, clock=..., settings=...)`.
+"""The application factory: `create_app(session_factory, clock=..., settings=..., notifier=...)`.
 
 Rules:
 - The app is built over the config store's SQLAlchemy session factory
@@ -9,6 +9,11 @@ Rules:
 - OpenAPI at `/openapi.json` declares the OAuth2 password flow (token URL
   `/api/v1/auth/token`) as the security scheme of every protected route; interactive docs
   at `/docs` log in through it.
+- Every committed change is published on the `notifier` (`cloudpbx.notify`): in
+  `softswitch run --api` it is the switch's, which rebuilds its snapshot on it; by
+  default a notifier of the app's own with no subscriber.
+- Endpoints are synchronous `def`s: FastAPI runs them on a worker thread, so their SQL
+  and argon2 work never blocks the event loop the API shares with the SIP switch.
 - Routers translate HTTP only; services hold the rules (`custcon_api.*.service`); errors
   become responses in one place (`custcon_api.errors`).
 """
@@ -21,11 +26,13 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloudpbx.notify import ChangeNotifier
 from custcon_api import errors
 from custcon_api.accounts.router import router as accounts_router
 from custcon_api.auth.lockout import UnknownLogins
 from custcon_api.auth.router import router as auth_router
 from custcon_api.deps import AppContext
+from custcon_api.operator.router import router as operator_router
 from custcon_api.settings import CustconSettings
 
 __all__ = ["create_app"]
@@ -41,6 +48,7 @@ def create_app(
     session_factory: sessionmaker[Session],
     clock: Callable[[], float] = time.time,
     settings: CustconSettings | None = None,
+    notifier: ChangeNotifier | None = None,
 ) -> FastAPI:
     """A FastAPI application over the config store.
 
@@ -48,6 +56,7 @@ def create_app(
         session_factory: sessions on the (migrated) config store.
         clock: unix time in seconds; tests inject a fake one.
         settings: token lifetime and lockout rule; the defaults of `CustconSettings`.
+        notifier: where committed changes are published (default: a new one).
     """
     settings = settings or CustconSettings()
     app = FastAPI(
@@ -63,8 +72,10 @@ def create_app(
         clock=clock,
         settings=settings,
         unknown_logins=UnknownLogins(settings.unknown_login_capacity),
+        notifier=notifier if notifier is not None else ChangeNotifier(),
     )
     errors.install(app)
     app.include_router(auth_router)
     app.include_router(accounts_router)
+    app.include_router(operator_router)
     return app

@@ -27,10 +27,29 @@ from softswitch.sip.auth import NonceManager
 from softswitch.sip.endpoint import RandomTokens, SipEndpoint
 from softswitch.sip.flows import Address
 
-__all__ = ["NONCE_LIFETIME", "SwitchCore", "build_switch_core", "format_address"]
+__all__ = [
+    "NONCE_LIFETIME",
+    "SwitchConfig",
+    "SwitchCore",
+    "build_switch_core",
+    "format_address",
+]
 
 NONCE_LIFETIME = 300.0
 """Seconds a digest nonce stays valid (RFC 7616 §3.3); longer than any re-challenge."""
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchConfig:
+    """A snapshot with the tables derived from it, ready to install (module rules)."""
+
+    snapshot: ConfigSnapshot
+    directory: SnapshotDirectory
+
+    @classmethod
+    def of(cls, snapshot: ConfigSnapshot) -> SwitchConfig:
+        """Derive the registrar's directory from `snapshot` (no I/O; may run on a thread)."""
+        return cls(snapshot, SnapshotDirectory(snapshot))
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +58,15 @@ class SwitchCore:
 
     registrar: Registrar
     calls: CallService
+    directory: SnapshotDirectory
+    """The credential and domain lookup the registrar and authenticator share."""
+    authenticator: CallerAuthenticator
+
+    def install(self, config: SwitchConfig) -> None:
+        """Route on `config` from the next request on (module rules: one step)."""
+        self.directory.replace_with(config.directory)
+        self.authenticator.replace_snapshot(config.snapshot)
+        self.calls.replace_snapshot(config.snapshot)
 
 
 def format_address(address: Address) -> str:
@@ -72,21 +100,22 @@ def build_switch_core(
     registrar_config = RegistrarConfig(date_header=True)
     failures = AuthenticationFailureTracker.for_config(registrar_config)
     registrar = Registrar(registrar_config, directory, directory, nonces, endpoint, failures)
+    authenticator = CallerAuthenticator(
+        snapshot,
+        directory,
+        directory,
+        nonces,
+        endpoint,
+        registrar_config.default_algorithms,
+        failures,
+    )
     calls = CallService(
         endpoint,
         snapshot,
-        CallerAuthenticator(
-            snapshot,
-            directory,
-            directory,
-            nonces,
-            endpoint,
-            registrar_config.default_algorithms,
-            failures,
-        ),
+        authenticator,
         registrar,
         wall_clock,
         f"sip:{format_address(local_address)}",
         new_token if new_token is not None else RandomTokens(),
     )
-    return SwitchCore(registrar, calls)
+    return SwitchCore(registrar, calls, directory, authenticator)

@@ -1,4 +1,11 @@
-"""Fixtures: a migrated SQLite store in a temporary directory per test."""
+"""Fixtures: a migrated store per test, on each backend the product supports.
+
+Every test that uses a database fixture runs twice, with the ids `sqlite` (a file in the
+test's temporary directory) and `postgresql` (a new database on the run's throwaway
+server, dropped after the test; `cloudpbx.testing.fixtures`). Both are migrated with the
+project's own `upgrade()`. Without a PostgreSQL server the `postgresql` half fails with
+the reason; it is never skipped.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +16,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloudpbx.db import (
-    create_engine_for,
-    create_session_factory,
-    database_url_for_directory,
-    upgrade,
+from cloudpbx.db import create_engine_for, create_session_factory, upgrade
+from cloudpbx.testing.fixtures import (  # noqa: F401  (fixtures, registered by import)
+    backend_fixture,
+    empty_database_url_fixture,
+    postgres_server_fixture,
 )
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -21,10 +28,9 @@ DEMO_FILE = REPOSITORY_ROOT / "configs" / "demo.yaml"
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    url = database_url_for_directory(tmp_path / "data")
-    upgrade(url)
-    return url
+def database_url(empty_database_url: str) -> str:
+    upgrade(empty_database_url)
+    return empty_database_url
 
 
 @pytest.fixture

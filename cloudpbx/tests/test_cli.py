@@ -57,11 +57,17 @@ def test_provision_demo_twice_then_a_bad_file(tmp_path: Path) -> None:
     assert _extension_count(data_directory) == 5
 
 
-def test_provision_with_a_database_url(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
-    completed = _softswitch("provision", str(DEMO_FILE), "--database", url)
+def test_provision_with_a_database_url(empty_database_url: str) -> None:
+    # The store is migrated by the command itself, on SQLite and on PostgreSQL.
+    completed = _softswitch("provision", str(DEMO_FILE), "--database", empty_database_url)
     assert completed.returncode == 0, completed.stderr
     assert "trunks: 1 created" in completed.stdout
+    engine = create_engine_for(empty_database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            assert session.scalar(select(func.count()).select_from(Extension)) == 5
+    finally:
+        engine.dispose()
 
 
 def test_database_and_data_dir_exclude_each_other(tmp_path: Path) -> None:

@@ -1,11 +1,11 @@
-"""The migrations build exactly the schema the models describe, on a fresh SQLite file."""
+"""The migrations build exactly the schema the models describe, on a fresh SQLite file and
+on a fresh PostgreSQL database (the `sqlite` / `postgresql` ids, see conftest)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from cloudpbx.db import alembic_config, create_engine_for, database_url_for_directory, upgrade
+from cloudpbx.db import alembic_config, create_engine_for, upgrade
 from cloudpbx.models import Base
 
 from .conftest import REPOSITORY_ROOT
@@ -38,6 +38,15 @@ def _differences(engine: Engine) -> list[object]:
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return list(compare_metadata(context, Base.metadata))
+
+
+def test_the_store_is_on_the_backend_its_id_names(engine: Engine, backend: str) -> None:
+    # Guards the parametrisation: a `postgresql` test never quietly runs on SQLite.
+    assert engine.dialect.name == backend
+    if backend == "postgresql":
+        assert engine.dialect.driver == "psycopg"
+        with engine.connect() as connection:
+            assert connection.scalar(text("SHOW server_encoding")) == "UTF8"
 
 
 def test_upgrade_creates_every_table(engine: Engine) -> None:
@@ -65,13 +74,14 @@ def test_constraints_are_named_by_the_convention(engine: Engine) -> None:
     assert "fk_extension_tenant_id_tenant" in foreign_names
 
 
-def test_foreign_keys_are_enforced_on_sqlite(engine: Engine) -> None:
+def test_foreign_keys_are_enforced(engine: Engine) -> None:
+    # On SQLite only because `create_engine_for` turns `PRAGMA foreign_keys` on.
     with pytest.raises(IntegrityError), engine.begin() as connection:
         connection.execute(text("INSERT INTO site (tenant_id, name) VALUES (999, 'x')"))
 
 
-def test_downgrade_to_base_and_upgrade_again(tmp_path: Path) -> None:
-    url = database_url_for_directory(tmp_path)
+def test_downgrade_to_base_and_upgrade_again(empty_database_url: str) -> None:
+    url = empty_database_url
     upgrade(url)
     command.downgrade(alembic_config(url), "base")
     engine = create_engine_for(url)
@@ -87,8 +97,8 @@ def test_upgrade_is_idempotent(database_url: str) -> None:
     upgrade(database_url)
 
 
-def test_alembic_command_line_from_the_repository(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+def test_alembic_command_line_from_the_repository(empty_database_url: str) -> None:
+    url = empty_database_url
     environment = {**os.environ, "SOFTSWITCH_DATABASE_URL": url}
     completed = subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],

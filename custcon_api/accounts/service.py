@@ -16,7 +16,8 @@ Rules:
 - Nobody deletes their own account through this endpoint (409): a tenant must not lose
   its last administrator by accident; deleting an account deletes its tokens with it.
 - Every change writes its audit row (`account.create` with `after`, `account.delete`
-  with `before`) in the same transaction.
+  with `before`) in the same transaction; after the commit the change is published
+  (`cloudpbx.notify.ACCOUNTS`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from cloudpbx.domain import (
     password_policy_violations,
 )
 from cloudpbx.models import Account, Extension, Tenant
+from cloudpbx.notify import ACCOUNTS
 from custcon_api import audit
 from custcon_api.accounts.schemas import AccountCreate
 from custcon_api.deps import AppContext, Principal
@@ -140,6 +142,8 @@ def create_account(
         remote_address=remote_address,
     )
     session.commit()
+    # cloudpbx.notify: published after the commit, so a subscriber reads the change.
+    context.notifier.publish(ACCOUNTS)
     return account
 
 
@@ -179,3 +183,5 @@ def delete_account(
     )
     session.delete(account)
     session.commit()
+    # cloudpbx.notify: published after the commit, so a subscriber reads the change.
+    context.notifier.publish(ACCOUNTS)

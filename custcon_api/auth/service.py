@@ -19,7 +19,9 @@ Rules:
   login towards the lockout, so a stolen token cannot guess the password, and is a 422 on
   `current_password`); the new one must meet the policy (422 on `new_password`, one entry
   per broken rule). On success the hash and `password_changed_at` change and every other
-  unrevoked token of the account is revoked; the presented one stays valid.
+  unrevoked token of the account is revoked; the presented one stays valid. After that
+  commit the change is published (`cloudpbx.notify.ACCOUNTS`); failed logins and
+  lockout counts are not account changes and publish nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from cloudpbx.domain import (
     verify_account_password,
 )
 from cloudpbx.models import Account, ApiToken
+from cloudpbx.notify import ACCOUNTS
 from custcon_api import audit
 from custcon_api.auth.lockout import FailureState, after_failure, retry_after
 from custcon_api.deps import AppContext, Principal
@@ -280,3 +283,5 @@ def change_password(
         remote_address=remote_address,
     )
     session.commit()
+    # cloudpbx.notify: published after the commit, so a subscriber reads the change.
+    context.notifier.publish(ACCOUNTS)

@@ -1,8 +1,12 @@
-"""Fixtures: the API over a temporary SQLite store, migrated with the project's own
-`upgrade()` and provisioned with the demo file plus a second tenant, and a fake clock.
+"""Fixtures: the API over a temporary store, migrated with the project's own `upgrade()`
+and provisioned with the demo file plus a second tenant, and a fake clock.
 
-The store is built (migrated, provisioned, argon2 hashes computed) once per session and
-copied into each test's directory, so every test starts from the same rows.
+Every test that reaches the store runs on both backends, with the ids `sqlite` and
+`postgresql` (`backend`, from `cloudpbx.testing.fixtures`). The store is built (migrated,
+provisioned, argon2 hashes computed) once per session and backend and copied for each
+test: the SQLite file into the test's directory, the PostgreSQL database with
+`CREATE DATABASE ... TEMPLATE` (dropped after the test). So every test starts from the
+same rows. Without a PostgreSQL server the `postgresql` half fails; it is never skipped.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloudpbx.db import create_engine_for, create_session_factory, upgrade
 from cloudpbx.provisioning import provision
+from cloudpbx.testing.fixtures import (  # noqa: F401  (fixtures, registered by import)
+    backend_fixture,
+    postgres_server_fixture,
+)
+from cloudpbx.testing.postgres import PostgresServer
 from custcon_api import CustconSettings, create_app
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -76,11 +85,8 @@ def store_file_data() -> dict[str, Any]:
     return data
 
 
-@pytest.fixture(scope="session")
-def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("template")
-    path = directory / "store.sqlite3"
-    url = f"sqlite:///{path}"
+def build_store(url: str, directory: Path) -> None:
+    """Migrate the empty store at `url` and provision `store_file_data()` into it."""
     upgrade(url)
     config = directory / "config.yaml"
     config.write_text(yaml.safe_dump(store_file_data(), allow_unicode=True), encoding="utf-8")
@@ -89,15 +95,40 @@ def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         with create_session_factory(engine)() as session:
             provision(session, config)
     finally:
-        engine.dispose()
+        engine.dispose()  # a PostgreSQL template must have no connection left
+
+
+@pytest.fixture(scope="session")
+def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SQLite template: a file."""
+    directory = tmp_path_factory.mktemp("template")
+    path = directory / "store.sqlite3"
+    build_store(f"sqlite:///{path}", directory)
     return path
 
 
+@pytest.fixture(scope="session")
+def postgres_template_database(
+    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """The PostgreSQL template: the name of a database on the run's server."""
+    name = postgres_server.new_database_name("custcon_template")
+    build_store(postgres_server.create_database(name), tmp_path_factory.mktemp("pg-template"))
+    return name
+
+
 @pytest.fixture
-def database_url(template_store: Path, tmp_path: Path) -> str:
-    path = tmp_path / "store.sqlite3"
-    shutil.copyfile(template_store, path)
-    return f"sqlite:///{path}"
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("template_store")
+        path = tmp_path / "store.sqlite3"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    template_name: str = request.getfixturevalue("postgres_template_database")
+    with server.temporary_database(template=template_name) as url:
+        yield url
 
 
 @pytest.fixture

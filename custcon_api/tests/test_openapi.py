@@ -39,6 +39,7 @@ def test_every_route_but_login_requires_the_scheme(client: TestClient) -> None:
         ("/api/v1/tenants/{tenant}/accounts", "get"),
         ("/api/v1/tenants/{tenant}/accounts", "post"),
         ("/api/v1/tenants/{tenant}/accounts/{login}", "delete"),
+        ("/api/v1/operator/reload", "post"),
     }
     for key, operation in operations.items():
         expected: list[dict[str, list[str]]] = (

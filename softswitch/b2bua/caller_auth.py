@@ -30,6 +30,8 @@ Rules, in the order `CallerAuthenticator.authenticate()` applies them:
    as itself, never as another extension of its tenant.
 - `now` is the nonce manager's clock (the registrar's wall clock in the running switch),
   and the failure tracker's: the registrar uses the same one.
+- The snapshot (trusted trunks, tenants) is replaced whole by `replace_snapshot()` on a
+  configuration change; each `authenticate()` reads the one in force when it runs.
 """
 
 from __future__ import annotations
@@ -112,6 +114,14 @@ class CallerAuthenticator:
         self._responses = responses
         self._default_algorithms = default_algorithms
         self._decoy_ha1 = {"MD5": secrets.token_hex(16), "SHA-256": secrets.token_hex(32)}
+
+    def replace_snapshot(self, snapshot: ConfigSnapshot) -> None:
+        """Authenticate new INVITEs against `snapshot` from now on (trunks, tenants).
+
+        The credential and domain lookups are replaced by their owner
+        (`SnapshotDirectory.replace_with`), in the same step (`softswitch.wiring`).
+        """
+        self._snapshot = snapshot
 
     def authenticate(
         self, request: Request, flow: Flow, now: float

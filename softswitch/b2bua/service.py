@@ -190,6 +190,11 @@ class CallService:
             heapq.heappop(self._deadlines)
         return None
 
+    def replace_snapshot(self, snapshot: ConfigSnapshot) -> None:
+        """Route new INVITEs with `snapshot` from now on; calls in progress are not
+        touched (a `Call` gets its route at start and never reads a snapshot)."""
+        self._snapshot = snapshot
+
     # ================================================================ inputs
     def handle_invite(self, event: RequestReceived, now: float) -> Response | None:
         """A new INVITE that passed §8.2: the rejection to send, or None (a call took it)."""

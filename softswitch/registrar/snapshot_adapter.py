@@ -1,8 +1,11 @@
 """The registrar's `CredentialLookup` and `DomainLookup` over a `cloudpbx` config snapshot.
 
 Rules:
-- Built once from an immutable `ConfigSnapshot` (loaded at start-up): lookups are
-  dictionary reads, never SQL, so the request path does no I/O.
+- Built from an immutable `ConfigSnapshot`: lookups are dictionary reads, never SQL, so
+  the request path does no I/O. On a configuration change a new directory is built
+  off the event loop and `replace_with()` copies its two read-only tables into the one
+  the registrar and the caller authenticator hold, on the loop: one step, so a lookup
+  sees the old tables or the new ones, never a mix (`softswitch.wiring.SwitchCore.install`).
 - A subscriber is an extension with SIP credentials whose digest username is its number
   (the registrar lets a user bind only its own AOR, RFC 3261 §10.3 step 4; provisioning
   makes the username the number unless told otherwise). Its realm is the one stored with
@@ -85,6 +88,11 @@ class SnapshotDirectory:
         self._domains = frozenset(
             tenant.sip_domain.lower() for tenant in snapshot.tenants.values()
         )
+
+    def replace_with(self, other: SnapshotDirectory) -> None:
+        """Serve `other`'s subscribers and domains from now on (module rules)."""
+        self._subscribers = other._subscribers
+        self._domains = other._domains
 
     def lookup(self, domain: str, user: str) -> SubscriberCredentials | None:
         """The subscriber `user` of `domain`, or None (`CredentialLookup`)."""

@@ -1,7 +1,8 @@
 """The registrar's I/O shell: snapshot ports, the database store and the service.
 
-The snapshot and the store run over a real migrated SQLite file provisioned with
-`configs/demo.yaml`; the service runs on a real event loop with an in-memory store.
+The snapshot and the store run over a real migrated store provisioned with
+`configs/demo.yaml`, on SQLite and on PostgreSQL (the `sqlite` / `postgresql` ids; see
+conftest); the service runs on a real event loop with an in-memory store.
 """
 
 from __future__ import annotations
@@ -17,12 +18,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloudpbx.db import (
-    create_engine_for,
-    create_session_factory,
-    database_url_for_directory,
-    upgrade,
-)
+from cloudpbx.db import create_engine_for, create_session_factory, upgrade
 from cloudpbx.domain import Transport as StoredTransport
 from cloudpbx.provisioning import provision
 from cloudpbx.repository import RegistrationRecord, load_snapshot
@@ -54,9 +50,15 @@ DEMO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
 
 
 @pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = database_url_for_directory(tmp_path)
-    upgrade(url)
+def database_url(empty_database_url: str) -> str:
+    """A migrated, empty store on each backend."""
+    upgrade(empty_database_url)
+    return empty_database_url
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    url = database_url
     engine = create_engine_for(url)
     factory = create_session_factory(engine)
     with factory() as session:
@@ -242,9 +244,9 @@ def test_database_store_keeps_the_whole_binding(sessions: sessionmaker[Session])
 
 
 def test_a_row_from_before_the_detail_columns_loads_with_the_old_defaults(
-    tmp_path: Path,
+    empty_database_url: str,
 ) -> None:
-    url = database_url_for_directory(tmp_path)
+    url = empty_database_url
     upgrade(url, "1dd41227fb59")  # the first schema
     engine = create_engine_for(url)
     try:
@@ -275,6 +277,35 @@ def test_a_row_from_before_the_detail_columns_loads_with_the_old_defaults(
     assert loaded.flow == Flow(Transport.UDP, ("198.51.100.7", 40000))
 
 
+def test_long_header_values_do_not_lose_the_batch(
+    sessions: sessionmaker[Session], backend: str
+) -> None:
+    """RFC 3261 bounds neither Call-ID nor User-Agent: the columns are TEXT (they were
+    VARCHAR(256), which PostgreSQL enforced by refusing the row and rolling back the
+    whole batch, other phones' changes too)."""
+    now = time.time()
+    ordinary = binding("1002", "sip:1002@10.0.0.6", now + 600)
+    chatty = binding(
+        "1001", "sip:1001@10.0.0.5", now + 600, user_agent="U" * 300, call_id="c" * 300
+    )
+
+    async def scenario() -> Sequence[Binding]:
+        store = DatabaseBindingStore(sessions, time.time)
+        try:
+            await store.apply_changes(
+                [BindingChange(ChangeKind.ADDED, item) for item in (ordinary, chatty)]
+            )
+            return await store.load_bindings()
+        finally:
+            store.close()
+
+    loaded = asyncio.run(scenario())
+    assert {str(item.contact_uri) for item in loaded} == {
+        "sip:1002@10.0.0.6",
+        "sip:1001@10.0.0.5",
+    }
+
+
 def test_unusable_details_are_refused() -> None:
     with pytest.raises(ValueError):
         binding_from_record(
@@ -287,9 +318,8 @@ def test_unusable_details_are_refused() -> None:
 # --- The digest nonce key -------------------------------------------------------------------
 
 
-def test_nonce_secret_is_created_once_and_kept(tmp_path: Path) -> None:
-    url = database_url_for_directory(tmp_path)
-    upgrade(url)
+def test_nonce_secret_is_created_once_and_kept(database_url: str) -> None:
+    url = database_url
     first_engine, second_engine = create_engine_for(url), create_engine_for(url)
     try:
         # Two processes on one data directory, one after the other.
@@ -307,9 +337,8 @@ def test_nonce_secret_is_created_once_and_kept(tmp_path: Path) -> None:
     assert NonceManager(second, 300.0).check(issued, 1_100.0) is NonceStatus.VALID
 
 
-def test_nonce_secret_race_on_first_start_ends_with_one_key(tmp_path: Path) -> None:
-    url = database_url_for_directory(tmp_path)
-    upgrade(url)
+def test_nonce_secret_race_on_first_start_ends_with_one_key(database_url: str) -> None:
+    url = database_url
     engine = create_engine_for(url)
     sessions = create_session_factory(engine)
     winner = os.urandom(32)
@@ -326,9 +355,8 @@ def test_nonce_secret_race_on_first_start_ends_with_one_key(tmp_path: Path) -> N
         engine.dispose()
 
 
-def test_a_short_stored_nonce_secret_is_refused(tmp_path: Path) -> None:
-    url = database_url_for_directory(tmp_path)
-    upgrade(url)
+def test_a_short_stored_nonce_secret_is_refused(database_url: str) -> None:
+    url = database_url
     engine = create_engine_for(url)
     try:
         sessions = create_session_factory(engine)

@@ -1,0 +1,1 @@
+"""Operator-only maintenance endpoints."""

@@ -1,0 +1,119 @@
+"""Every committed change is published (`cloudpbx.notify`), and nothing else is; the
+operator's manual reload (`POST /api/v1/operator/reload`) publishes `config`, is audited,
+and is refused to every other role."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloudpbx.models import AuditLog
+from cloudpbx.notify import ACCOUNTS, CONFIG, ChangeNotifier
+from custcon_api import create_app
+
+from .conftest import PASSWORDS, FakeClock, bearer, log_in, token_for
+
+RELOAD = "/api/v1/operator/reload"
+
+
+class Subscriber:
+    """A notifier subscriber on a loop of its own that the test runs when it looks."""
+
+    def __init__(self, notifier: ChangeNotifier) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.topics: list[str] = []
+        notifier.subscribe(self.topics.append, self.loop)
+
+    def received(self) -> list[str]:
+        """Topics delivered so far (runs the callbacks queued on the loop)."""
+        self.loop.run_until_complete(asyncio.sleep(0))
+        topics, self.topics[:] = list(self.topics), []
+        return topics
+
+
+@pytest.fixture
+def notifier() -> ChangeNotifier:
+    return ChangeNotifier()
+
+
+@pytest.fixture
+def subscriber(notifier: ChangeNotifier) -> Iterator[Subscriber]:
+    subscriber = Subscriber(notifier)
+    yield subscriber
+    subscriber.loop.close()
+
+
+@pytest.fixture
+def notifying_client(
+    session_factory: sessionmaker[Session], clock: FakeClock, notifier: ChangeNotifier
+) -> Iterator[TestClient]:
+    with TestClient(create_app(session_factory, clock=clock, notifier=notifier)) as client:
+        yield client
+
+
+def test_account_changes_are_published_after_commit(
+    notifying_client: TestClient, subscriber: Subscriber
+) -> None:
+    client = notifying_client
+    admin = bearer(token_for(client, "admin@demo"))
+    assert subscriber.received() == []  # a login changes no account
+    created = client.post(
+        "/api/v1/tenants/demo/accounts",
+        headers=admin,
+        json={"login": "clerk@demo", "role": "tenant_admin", "password": "Brand-New-Pass-42"},
+    )
+    assert created.status_code == 201, created.text
+    assert subscriber.received() == [ACCOUNTS]
+    refused = client.post(
+        "/api/v1/tenants/other/accounts",
+        headers=admin,
+        json={"login": "x@other", "role": "tenant_admin", "password": "Brand-New-Pass-42"},
+    )
+    assert refused.status_code == 403
+    assert subscriber.received() == []  # nothing committed, nothing published
+    deleted = client.delete("/api/v1/tenants/demo/accounts/clerk@demo", headers=admin)
+    assert deleted.status_code == 204
+    assert subscriber.received() == [ACCOUNTS]
+    changed = client.post(
+        "/api/v1/me/password",
+        headers=admin,
+        json={"current_password": PASSWORDS["admin@demo"], "new_password": "Another-Pass-4242"},
+    )
+    assert changed.status_code == 204
+    assert subscriber.received() == [ACCOUNTS]
+    assert log_in(client, "admin@demo", "wrong").status_code == 401
+    assert subscriber.received() == []  # a failed login is no account change
+
+
+def test_the_operator_reload_publishes_config_and_is_audited(
+    notifying_client: TestClient,
+    subscriber: Subscriber,
+    session_factory: sessionmaker[Session],
+) -> None:
+    client = notifying_client
+    response = client.post(RELOAD, headers=bearer(token_for(client, "operator")))
+    assert response.status_code == 202 and response.content == b""
+    assert subscriber.received() == [CONFIG]
+    with session_factory() as session:
+        row = session.scalars(select(AuditLog).where(AuditLog.action == "config.reload")).one()
+        assert (row.actor, row.target) == ("operator", CONFIG)
+
+
+@pytest.mark.parametrize("login", ["admin@demo", "user1001@demo", "tf@demo"])
+def test_only_an_operator_may_reload(
+    notifying_client: TestClient, subscriber: Subscriber, login: str
+) -> None:
+    client = notifying_client
+    response = client.post(RELOAD, headers=bearer(token_for(client, login)))
+    assert response.status_code == 403
+    assert subscriber.received() == []
+
+
+def test_reload_needs_a_token(notifying_client: TestClient, subscriber: Subscriber) -> None:
+    assert notifying_client.post(RELOAD).status_code == 401
+    assert subscriber.received() == []
