@@ -6,7 +6,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the test suite and benchmarks use.
-DEBIAN_PACKAGES := sip-tester baresip-core postgresql
+DEBIAN_PACKAGES := sip-tester baresip-core postgresql mosquitto curl
 SIP ?= 127.0.0.1:5060
 # The Customer Control API, served by the switch's own process (`softswitch run --api`).
 API ?= 127.0.0.1:8080

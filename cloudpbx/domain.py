@@ -41,15 +41,27 @@ from argon2.exceptions import InvalidHashError, VerificationError
 __all__ = [
     "MAX_PASSWORD_LENGTH",
     "MIN_PASSWORD_LENGTH",
+    "PRODUCTION_PASSWORD_HASHER",
+    "MAX_ACCOUNTS_PER_TOLLFREE_NUMBER",
+    "MAX_TOLLFREE_DESTINATIONS",
     "AccountRole",
+    "AreaKind",
     "DigestAlgorithm",
     "ExtensionKind",
+    "MobileIdentity",
     "PasswordRuleViolation",
+    "RefusalAction",
+    "ScheduleAction",
+    "ScheduleRangeKind",
+    "TollFreeServiceType",
     "Transport",
+    "TrunkKind",
+    "max_destination_weight",
     "account_login_problem",
     "compute_ha1",
     "hash_account_password",
     "password_policy_violations",
+    "use_password_hasher",
     "verify_account_password",
 ]
 
@@ -60,9 +72,89 @@ class ExtensionKind(enum.StrEnum):
     FIXED_IP_PHONE = "fixed_ip_phone"
     """A SIP device that registers to the switch (or has a static contact)."""
     MOBILE = "mobile"
-    """A mobile line reached through the mobile-network trunk (not provisioned yet)."""
+    """A mobile line's A or B number, reached through the mobile-network trunk."""
     CUSTOMER_PBX = "customer_pbx"
-    """A number behind a customer's PBX, reached over its trunk (not provisioned yet)."""
+    """A range of numbers behind a customer's PBX, reached over the PBX's trunk."""
+
+
+class MobileIdentity(enum.StrEnum):
+    """Which number of a mobile line an extension stands for (2in1, PRODUCT.md Part B 5)."""
+
+    A = "a"
+    """The line's own MSISDN."""
+    B = "b"
+    """The 2in1 B number."""
+
+
+class TrunkKind(enum.StrEnum):
+    """What a SIP peer is (PRODUCT.md, Who uses it)."""
+
+    MOBILE_NETWORK = "mobile_network"
+    """The mobile carrier's core: calls from and to mobile lines."""
+    PSTN = "pstn"
+    """The fixed network: toll-free calls arrive here, external calls leave here."""
+    CUSTOMER_PBX = "customer_pbx"
+    """A customer's on-premise PBX (through its VoIP/SIP gateway)."""
+    EXTERNAL_GATEWAY = "external_gateway"
+    """A customer's external-line gateway (the gateway outbound option)."""
+
+
+class TollFreeServiceType(enum.StrEnum):
+    """The contract type of a toll-free number: it bounds the distribution weights."""
+
+    STANDARD = "standard"
+    """Weights 0-9."""
+    OFFICE = "office"
+    """The office type (ひかり電話オフィスタイプ): weights 0-32."""
+
+
+class ScheduleAction(enum.StrEnum):
+    """What a toll-free schedule does while one of its ranges is in force."""
+
+    AFTER_HOURS = "after_hours"
+    """The switch answers and plays the after-hours announcement (時間外案内機能)."""
+    DESTINATION_CHANGE = "destination_change"
+    """Calls go to another destination set (受付先変更機能; also ratio sets)."""
+
+
+class ScheduleRangeKind(enum.StrEnum):
+    """How a schedule range picks its days (Asia/Tokyo)."""
+
+    WEEKLY = "weekly"
+    """Every week on `weekday` (0 = Monday ... 6 = Sunday)."""
+    DATE = "date"
+    """One calendar date (a dated exception)."""
+    HOLIDAY = "holiday"
+    """Every Japanese public holiday (jpholiday)."""
+
+
+class AreaKind(enum.StrEnum):
+    """How an originating-area designation names its area."""
+
+    PREFECTURE = "prefecture"
+    """A prefecture by its JIS X 0401 code, "01" (Hokkaido) to "47" (Okinawa)."""
+    AREA_CODE = "area_code"
+    """A charging area by its area code, national form with the leading 0 ("03")."""
+
+
+class RefusalAction(enum.StrEnum):
+    """What a caller outside the designated areas gets."""
+
+    ANNOUNCEMENT = "announcement"
+    """The switch answers, plays the refusal announcement and hangs up."""
+    REJECT = "reject"
+    """A 403 final response, no media."""
+
+
+MAX_TOLLFREE_DESTINATIONS = 5
+"""Destinations in one destination set of a toll-free number."""
+MAX_ACCOUNTS_PER_TOLLFREE_NUMBER = 50
+"""Customer Control accounts granted one toll-free number (seed 000, 提供条件)."""
+
+
+def max_destination_weight(service_type: TollFreeServiceType) -> int:
+    """The highest distribution weight a number of `service_type` may give."""
+    return 32 if service_type is TollFreeServiceType.OFFICE else 9
 
 
 class DigestAlgorithm(enum.StrEnum):
@@ -209,7 +301,20 @@ def password_policy_violations(
 
 # One hasher for the process: argon2-cffi's defaults are RFC 9106's second recommended
 # option (argon2id, t=3, m=64 MiB, p=4), about 0.1 s per hash on one core.
-_PASSWORD_HASHER = PasswordHasher()
+PRODUCTION_PASSWORD_HASHER = PasswordHasher()
+_PASSWORD_HASHER = PRODUCTION_PASSWORD_HASHER
+
+
+def use_password_hasher(hasher: PasswordHasher) -> PasswordHasher:
+    """Hash new passwords with `hasher` from now on; returns the one it replaces.
+
+    For test suites that create and log in hundreds of accounts: a cheaper argon2id (its
+    parameters travel in every hash, so verification follows them). The product never
+    calls it: it runs with `PRODUCTION_PASSWORD_HASHER`.
+    """
+    global _PASSWORD_HASHER
+    previous, _PASSWORD_HASHER = _PASSWORD_HASHER, hasher
+    return previous
 
 
 def hash_account_password(password: str) -> str:

@@ -57,8 +57,20 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
-from cloudpbx.domain import AccountRole, ExtensionKind, Transport
+from cloudpbx.domain import (
+    AccountRole,
+    AreaKind,
+    ExtensionKind,
+    MobileIdentity,
+    RefusalAction,
+    ScheduleAction,
+    ScheduleRangeKind,
+    TollFreeServiceType,
+    Transport,
+    TrunkKind,
+)
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -67,11 +79,19 @@ __all__ = [
     "AuditLog",
     "Base",
     "Extension",
+    "MobileLine",
     "Registration",
     "SipCredential",
     "Site",
     "SwitchSecret",
     "Tenant",
+    "TollFreeAccountGrant",
+    "TollFreeDesignatedArea",
+    "TollFreeDestination",
+    "TollFreeDestinationSet",
+    "TollFreeNumber",
+    "TollFreeSchedule",
+    "TollFreeScheduleRange",
     "Trunk",
     "TrunkSourceAddress",
 ]
@@ -120,6 +140,10 @@ class Tenant(Base):
     """Legal name of the contract holder, e.g. デモ株式会社 (the same-name rule)."""
     sip_domain: Mapped[str] = mapped_column(String(256), unique=True)
     """Host part of the tenant's SIP URIs, lower case; also the digest realm."""
+    address: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """The contract holder's postal address (contract information, 住所等)."""
+    basic_contract: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    """The basic contract's identifier (one per tenant, PRODUCT.md Part B)."""
 
     sites: Mapped[list[Site]] = relationship(back_populates="tenant")
     extensions: Mapped[list[Extension]] = relationship(back_populates="tenant")
@@ -140,10 +164,29 @@ class Site(Base):
 
 
 class Extension(Base):
-    """An extension number of a tenant, at one of its sites."""
+    """An extension number of a tenant, at one of its sites.
+
+    A `mobile` extension points at a mobile line and says which of its numbers (A, or
+    the 2in1 B) it stands for; a `customer_pbx` extension is the range `number` ..
+    `range_last` (same length, inclusive) behind the PBX trunk `trunk_id`; the named
+    CHECKs keep those columns null for the other kinds.
+    """
 
     __tablename__ = "extension"
-    __table_args__ = (UniqueConstraint("tenant_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "number"),
+        UniqueConstraint("mobile_line_id", "mobile_identity"),
+        CheckConstraint(
+            "(kind = 'mobile' AND mobile_line_id IS NOT NULL AND mobile_identity IS NOT NULL)"
+            " OR (kind <> 'mobile' AND mobile_line_id IS NULL AND mobile_identity IS NULL)",
+            name="mobile_line_only_for_mobile",
+        ),
+        CheckConstraint(
+            "(kind = 'customer_pbx' AND trunk_id IS NOT NULL AND range_last IS NOT NULL)"
+            " OR (kind <> 'customer_pbx' AND trunk_id IS NULL AND range_last IS NULL)",
+            name="trunk_only_for_customer_pbx",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
@@ -158,9 +201,25 @@ class Extension(Base):
     no_answer_timeout_seconds: Mapped[int] = mapped_column(Integer, default=30)
     static_contact_uri: Mapped[str | None] = mapped_column(String(_URI_LENGTH), default=None)
     """Where to send calls for a device that does not register."""
+    voicemail_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The voicemail option of a fixed IP phone (PRODUCT.md Part B 4)."""
+    mobile_line_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mobile_line.id", ondelete="CASCADE"), index=True, default=None
+    )
+    mobile_identity: Mapped[MobileIdentity | None] = mapped_column(
+        _string_enum(MobileIdentity, "mobile_identity"), default=None
+    )
+    trunk_id: Mapped[int | None] = mapped_column(
+        ForeignKey("trunk.id", ondelete="CASCADE"), index=True, default=None
+    )
+    """The customer PBX's trunk, for a `customer_pbx` range."""
+    range_last: Mapped[str | None] = mapped_column(String(32), default=None)
+    """Last number of a `customer_pbx` range (as long as `number`)."""
 
     tenant: Mapped[Tenant] = relationship(back_populates="extensions")
     site: Mapped[Site] = relationship(back_populates="extensions")
+    mobile_line: Mapped[MobileLine | None] = relationship(back_populates="extensions")
+    trunk: Mapped[Trunk | None] = relationship()
     credential: Mapped[SipCredential | None] = relationship(
         back_populates="extension", cascade="all, delete-orphan"
     )
@@ -184,8 +243,48 @@ class SipCredential(Base):
     extension: Mapped[Extension] = relationship(back_populates="credential")
 
 
+class MobileLine(Base):
+    """A mobile line of a tenant and its options (PRODUCT.md Part B).
+
+    Numbers are E.164 with `+`. The line's contract holder must be the tenant's (the
+    same-contract-holder rule, checked where lines are written). The 050 option needs its
+    050 number (named CHECK); `abroad` is state the mobile trunk or the operator sets.
+    """
+
+    __tablename__ = "mobile_line"
+    __table_args__ = (
+        CheckConstraint(
+            "(option_050 AND number_050 IS NOT NULL) OR (NOT option_050 AND number_050 IS NULL)",
+            name="number_050_with_option",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
+    msisdn: Mapped[str] = mapped_column(String(16), unique=True)
+    """The A number, E.164 (`+819012340001`)."""
+    contract_holder_name: Mapped[str] = mapped_column(String(256))
+    b_number: Mapped[str | None] = mapped_column(String(16), unique=True, default=None)
+    """The 2in1 B number, E.164; null without the 2in1 option."""
+    option_050: Mapped[bool] = mapped_column(Boolean, default=False)
+    number_050: Mapped[str | None] = mapped_column(String(16), unique=True, default=None)
+    """The line's 050 number in national form (`05012340001`), shown on 050 outbound calls."""
+    option_gateway: Mapped[bool] = mapped_column(Boolean, default=False)
+    """External calls leave through the tenant's external gateway."""
+    option_roaming: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Extension calls still reach the line while it is abroad."""
+    abroad: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    tenant: Mapped[Tenant] = relationship()
+    extensions: Mapped[list[Extension]] = relationship(back_populates="mobile_line")
+
+
 class Trunk(Base):
-    """A SIP peer: carrier network, PSTN gateway, customer PBX or test load generator."""
+    """A SIP peer: mobile network, PSTN, customer PBX or external gateway.
+
+    Requests from a trunk are recognised by a trusted source address and/or by digest
+    credentials (HA1 only, as for extensions); `capacity` bounds its concurrent calls.
+    """
 
     __tablename__ = "trunk"
 
@@ -199,6 +298,17 @@ class Trunk(Base):
     """IP literal requests to the peer are sent to (the core does not resolve names)."""
     port: Mapped[int] = mapped_column(Integer, default=5060)
     transport: Mapped[Transport] = mapped_column(_string_enum(Transport, "transport"))
+    kind: Mapped[TrunkKind] = mapped_column(
+        _string_enum(TrunkKind, "trunk_kind"), default=TrunkKind.PSTN, server_default="pstn"
+    )
+    capacity: Mapped[int | None] = mapped_column(Integer, default=None)
+    """Concurrent calls the peer takes; null: no limit."""
+    auth_username: Mapped[str | None] = mapped_column(String(128), default=None)
+    """Digest username the peer authenticates with; null: source address only."""
+    auth_realm: Mapped[str | None] = mapped_column(String(256), default=None)
+    """The realm its HA1s were computed with (and we challenge it with)."""
+    auth_ha1_md5: Mapped[str | None] = mapped_column(String(32), default=None)
+    auth_ha1_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
 
     tenant: Mapped[Tenant | None] = relationship()
     source_addresses: Mapped[list[TrunkSourceAddress]] = relationship(
@@ -245,9 +355,7 @@ class Registration(Base):
     user_agent: Mapped[str | None] = mapped_column(Text, default=None)
     q: Mapped[float | None] = mapped_column(Float, default=None)
     """The Contact's `q` parameter (RFC 3261 §20.10); null when it had none."""
-    contact_parameters: Mapped[list[list[str | None]] | None] = mapped_column(
-        JSON, default=None
-    )
+    contact_parameters: Mapped[list[list[str | None]] | None] = mapped_column(JSON, default=None)
     """Every other Contact parameter as received, in order, as [name, value-or-null]
     pairs (`+sip.instance`, `reg-id`, ...; without `expires` and `q`). Null for rows
     written before this column existed."""
@@ -373,3 +481,210 @@ class AuditLog(Base):
     """Null when the target no longer exists (or the event changed nothing stored)."""
     remote_address: Mapped[str | None] = mapped_column(String(_ADDRESS_LENGTH), default=None)
     """The client's address for API events; null for provisioning."""
+
+
+class TollFreeNumber(Base):
+    """A toll-free number contract (PRODUCT.md Part A), owned by a tenant.
+
+    `number` is the national form without separators (`0120000111`). The channel setting
+    never exceeds the contracted channels (named CHECK). Destination sets: the one named
+    `default` is in force unless a schedule selects another.
+    """
+
+    __tablename__ = "tollfree_number"
+    __table_args__ = (
+        CheckConstraint(
+            "channel_setting >= 0 AND channel_setting <= contracted_channels",
+            name="channels_within_contract",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(16), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
+    service_type: Mapped[TollFreeServiceType] = mapped_column(
+        _string_enum(TollFreeServiceType, "tollfree_service_type")
+    )
+    contracted_channels: Mapped[int] = mapped_column(Integer)
+    channel_setting: Mapped[int] = mapped_column(Integer)
+    strict_distribution: Mapped[bool] = mapped_column(Boolean, default=False)
+    """No failover to other destinations (the carrier's own behaviour)."""
+    after_hours_announcement: Mapped[str] = mapped_column(String(64), default="after_hours_ja")
+    """Announcement played during after-hours schedules (a file name under configs/)."""
+    refusal_action: Mapped[RefusalAction] = mapped_column(
+        _string_enum(RefusalAction, "refusal_action"), default=RefusalAction.ANNOUNCEMENT
+    )
+    refusal_announcement: Mapped[str] = mapped_column(String(64), default="out_of_area_ja")
+    designated_whole_country: Mapped[bool] = mapped_column(Boolean, default=True)
+    """True: every domestic area is designated (the designated-area rows are ignored)."""
+    allow_fixed: Mapped[bool] = mapped_column(Boolean, default=True)
+    allow_mobile: Mapped[bool] = mapped_column(Boolean, default=True)
+    allow_withheld: Mapped[bool] = mapped_column(Boolean, default=True)
+    options: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """Option contracts (オプション機能契約内容), e.g. `distribution`, `after_hours`."""
+
+    tenant: Mapped[Tenant] = relationship()
+    destination_sets: Mapped[list[TollFreeDestinationSet]] = relationship(
+        back_populates="tollfree_number",
+        cascade="all, delete-orphan",
+        order_by="TollFreeDestinationSet.id",
+    )
+    schedules: Mapped[list[TollFreeSchedule]] = relationship(
+        back_populates="tollfree_number",
+        cascade="all, delete-orphan",
+        order_by="TollFreeSchedule.id",
+    )
+    designated_areas: Mapped[list[TollFreeDesignatedArea]] = relationship(
+        back_populates="tollfree_number",
+        cascade="all, delete-orphan",
+        order_by="TollFreeDesignatedArea.id",
+    )
+    grants: Mapped[list[TollFreeAccountGrant]] = relationship(
+        back_populates="tollfree_number", cascade="all, delete-orphan"
+    )
+
+
+class TollFreeDestinationSet(Base):
+    """A named set of up to 5 destinations with their distribution weights."""
+
+    __tablename__ = "tollfree_destination_set"
+    __table_args__ = (UniqueConstraint("tollfree_number_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tollfree_number_id: Mapped[int] = mapped_column(
+        ForeignKey("tollfree_number.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64))
+
+    tollfree_number: Mapped[TollFreeNumber] = relationship(back_populates="destination_sets")
+    destinations: Mapped[list[TollFreeDestination]] = relationship(
+        back_populates="destination_set",
+        cascade="all, delete-orphan",
+        order_by="TollFreeDestination.position",
+    )
+
+
+class TollFreeDestination(Base):
+    """One destination number of a set, its weight and the trunk that reaches it."""
+
+    __tablename__ = "tollfree_destination"
+    __table_args__ = (
+        UniqueConstraint("destination_set_id", "position"),
+        UniqueConstraint("destination_set_id", "number"),
+        CheckConstraint("weight >= 0 AND weight <= 32", name="weight_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    destination_set_id: Mapped[int] = mapped_column(
+        ForeignKey("tollfree_destination_set.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    """1-based order in the set (round-robin ties go to the lower position)."""
+    number: Mapped[str] = mapped_column(String(32))
+    """National form without separators (`0312340001`)."""
+    weight: Mapped[int] = mapped_column(Integer)
+    trunk_id: Mapped[int] = mapped_column(ForeignKey("trunk.id", ondelete="RESTRICT"), index=True)
+
+    destination_set: Mapped[TollFreeDestinationSet] = relationship(back_populates="destinations")
+    trunk: Mapped[Trunk] = relationship()
+
+
+class TollFreeSchedule(Base):
+    """A named schedule of a toll-free number: when its ranges apply, its action does."""
+
+    __tablename__ = "tollfree_schedule"
+    __table_args__ = (
+        UniqueConstraint("tollfree_number_id", "name"),
+        CheckConstraint(
+            "(action = 'destination_change' AND destination_set_id IS NOT NULL)"
+            " OR (action <> 'destination_change' AND destination_set_id IS NULL)",
+            name="destination_set_for_change",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tollfree_number_id: Mapped[int] = mapped_column(
+        ForeignKey("tollfree_number.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64))
+    action: Mapped[ScheduleAction] = mapped_column(_string_enum(ScheduleAction, "schedule_action"))
+    destination_set_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tollfree_destination_set.id", ondelete="RESTRICT"), index=True, default=None
+    )
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    tollfree_number: Mapped[TollFreeNumber] = relationship(back_populates="schedules")
+    destination_set: Mapped[TollFreeDestinationSet | None] = relationship()
+    ranges: Mapped[list[TollFreeScheduleRange]] = relationship(
+        back_populates="schedule", cascade="all, delete-orphan", order_by="TollFreeScheduleRange.id"
+    )
+
+
+class TollFreeScheduleRange(Base):
+    """A time range [start, end) in minutes of the day, Asia/Tokyo, on the days it names."""
+
+    __tablename__ = "tollfree_schedule_range"
+    __table_args__ = (
+        CheckConstraint(
+            "start_minute >= 0 AND start_minute < end_minute AND end_minute <= 1440",
+            name="minutes_of_day",
+        ),
+        CheckConstraint(
+            "(kind = 'weekly' AND weekday BETWEEN 0 AND 6 AND day IS NULL)"
+            " OR (kind = 'date' AND day IS NOT NULL AND weekday IS NULL)"
+            " OR (kind = 'holiday' AND day IS NULL AND weekday IS NULL)",
+            name="day_fits_kind",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(
+        ForeignKey("tollfree_schedule.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[ScheduleRangeKind] = mapped_column(
+        _string_enum(ScheduleRangeKind, "schedule_range_kind")
+    )
+    weekday: Mapped[int | None] = mapped_column(Integer, default=None)
+    """0 = Monday ... 6 = Sunday, for `weekly`."""
+    day: Mapped[str | None] = mapped_column(String(10), default=None)
+    """ISO date (`2026-12-31`), for `date`."""
+    start_minute: Mapped[int] = mapped_column(Integer)
+    end_minute: Mapped[int] = mapped_column(Integer)
+    """Exclusive; 1440 is midnight at the end of the day."""
+
+    schedule: Mapped[TollFreeSchedule] = relationship(back_populates="ranges")
+
+
+class TollFreeDesignatedArea(Base):
+    """An area whose callers are connected (originating-area designation)."""
+
+    __tablename__ = "tollfree_designated_area"
+    __table_args__ = (UniqueConstraint("tollfree_number_id", "kind", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tollfree_number_id: Mapped[int] = mapped_column(
+        ForeignKey("tollfree_number.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[AreaKind] = mapped_column(_string_enum(AreaKind, "area_kind"))
+    code: Mapped[str] = mapped_column(String(8))
+    """JIS prefecture code (`13`) or area code (`03`)."""
+
+    tollfree_number: Mapped[TollFreeNumber] = relationship(back_populates="designated_areas")
+
+
+class TollFreeAccountGrant(Base):
+    """A Customer Control account may see and set a toll-free number (at most 50 each)."""
+
+    __tablename__ = "tollfree_account_grant"
+    __table_args__ = (UniqueConstraint("tollfree_number_id", "account_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tollfree_number_id: Mapped[int] = mapped_column(
+        ForeignKey("tollfree_number.id", ondelete="CASCADE"), index=True
+    )
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), index=True
+    )
+
+    tollfree_number: Mapped[TollFreeNumber] = relationship(back_populates="grants")
+    account: Mapped[Account] = relationship()

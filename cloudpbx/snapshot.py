@@ -1,39 +1,68 @@
 """The immutable configuration the switch routes on.
 
 Rules:
-- Everything here is a frozen value: dataclasses with `frozen=True, slots=True`, tuples and
-  read-only mappings (`MappingProxyType`). No ORM object and no session is reachable from
-  a snapshot, so the call path can never run SQL by accident.
+- Everything here is a frozen value: dataclasses with `frozen=True, slots=True`, tuples,
+  frozensets and read-only mappings (`MappingProxyType`). No ORM object and no session is
+  reachable from a snapshot, so the call path can never run SQL by accident.
 - A snapshot is built whole (`ConfigSnapshot.build`, used by
   `cloudpbx.repository.load_snapshot`) and replaced whole: the switch swaps its reference
   atomically on a change notification and never mutates one.
 - Extensions are found by (SIP domain, number). Domains compare case-insensitively
   (RFC 3261 §19.1.4: the host part is case-insensitive), numbers exactly.
+  `extension()` finds single-number extensions only (fixed IP phones and mobile
+  extensions); a customer-PBX range lives in `extension_ranges` and
+  `extension_for_number()` finds the exact extension or else the range holding the
+  number (a range holds the numbers of its own length from its first to its last).
+- Mobile lines are found by either of their numbers (the A number, the 2in1 B number),
+  E.164 with `+`; `mobile_extension()` gives the extension standing for such a number.
 - Trunks are recognised by the source address of a request: an entry with the exact
   (address, port) wins over an entry for the address with any port. Addresses compare in
   canonical `ipaddress` form, so `::0001` and `::1` are the same source.
-- `build` refuses inconsistent input (two extensions on one key, one source address on two
-  trunks) with `ValueError`; provisioning validates the same rules earlier, with key paths.
+- Toll-free numbers are found by their national form without separators (`0120000111`);
+  their destination sets keep the stored order, `default` among them.
+- `build` refuses inconsistent input (two extensions on one key, overlapping ranges or a
+  single number inside a range of the same domain, one mobile number on two lines, one
+  source address on two trunks, a toll-free number twice) with `ValueError`; provisioning
+  validates the same rules earlier, with key paths.
 """
 
 from __future__ import annotations
 
+import bisect
+import datetime
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from cloudpbx.domain import DigestAlgorithm, ExtensionKind, Transport
+from cloudpbx.domain import (
+    DigestAlgorithm,
+    ExtensionKind,
+    MobileIdentity,
+    RefusalAction,
+    ScheduleAction,
+    ScheduleRangeKind,
+    TollFreeServiceType,
+    Transport,
+    TrunkKind,
+)
 
 __all__ = [
     "ConfigSnapshot",
+    "DestinationEntry",
+    "DestinationSetEntry",
     "DigestCredential",
     "ExtensionEntry",
+    "MobileLineEntry",
+    "ScheduleEntry",
+    "ScheduleRangeEntry",
     "TenantEntry",
+    "TollFreeEntry",
     "TrunkEntry",
     "TrunkSource",
     "canonical_address",
 ]
+
 
 def canonical_address(host: str) -> str | None:
     """The canonical text of an IP literal (brackets allowed for IPv6), or None if `host`
@@ -63,14 +92,46 @@ class DigestCredential:
 
 
 @dataclass(frozen=True, slots=True)
+class MobileLineEntry:
+    """A mobile line and its options (PRODUCT.md Part B 3, 5, 6)."""
+
+    tenant_name: str
+    msisdn: str
+    """The A number, E.164 (`+819012340001`)."""
+    b_number: str | None
+    """The 2in1 B number, E.164; None without 2in1."""
+    option_050: bool
+    number_050: str | None
+    """The 050 number shown on 050 outbound calls (national form); None without the option."""
+    option_gateway: bool
+    """External calls leave through the tenant's external gateway."""
+    option_roaming: bool
+    """Extension calls still reach the line while it is abroad."""
+    abroad: bool
+
+    def number(self, identity: MobileIdentity) -> str | None:
+        """The E.164 number of `identity` (None: a B without 2in1)."""
+        return self.msisdn if identity is MobileIdentity.A else self.b_number
+
+    def identity_of(self, number: str) -> MobileIdentity | None:
+        """Which of the line's numbers `number` (E.164) is, or None."""
+        if number == self.msisdn:
+            return MobileIdentity.A
+        if self.b_number is not None and number == self.b_number:
+            return MobileIdentity.B
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class ExtensionEntry:
-    """One extension as the switch sees it."""
+    """One extension as the switch sees it: a number, or a customer-PBX range."""
 
     tenant_name: str
     site_name: str
     domain: str
     """The tenant's SIP domain, lower case."""
     number: str
+    """The number; the first of the range for a customer-PBX extension."""
     kind: ExtensionKind
     display_name: str
     digest_algorithms: tuple[DigestAlgorithm, ...] | None
@@ -80,11 +141,39 @@ class ExtensionEntry:
     """Where to reach a device that does not register; None for registering devices."""
     credential: DigestCredential | None
     """None when the extension has no SIP credentials (it cannot register)."""
+    voicemail_enabled: bool = False
+    """The voicemail option of a fixed IP phone."""
+    mobile_line: MobileLineEntry | None = None
+    """The line of a `mobile` extension (with its options and abroad state)."""
+    mobile_identity: MobileIdentity | None = None
+    """Which number of `mobile_line` the extension stands for."""
+    range_last: str | None = None
+    """The last number of a `customer_pbx` range (as long as `number`)."""
+    trunk_name: str | None = None
+    """The customer PBX's trunk of a `customer_pbx` range."""
 
     @property
     def address_of_record(self) -> str:
         """`sip:NUMBER@DOMAIN`, the key its registrations are stored under."""
         return f"sip:{self.number}@{self.domain}"
+
+    @property
+    def mobile_number(self) -> str | None:
+        """The E.164 number a `mobile` extension stands for (A or B), else None."""
+        if self.mobile_line is None or self.mobile_identity is None:
+            return None
+        return self.mobile_line.number(self.mobile_identity)
+
+    @property
+    def last_number(self) -> str:
+        """The last number the extension covers (`number` unless a range)."""
+        return self.range_last if self.range_last is not None else self.number
+
+    def covers(self, number: str) -> bool:
+        """True when `number` is this extension's number or inside its range."""
+        if self.range_last is None:
+            return number == self.number
+        return len(number) == len(self.number) and self.number <= number <= self.range_last
 
     def offered_algorithms(
         self, default: tuple[DigestAlgorithm, ...]
@@ -101,6 +190,8 @@ class TenantEntry:
     contract_holder_name: str
     sip_domain: str
     site_names: tuple[str, ...]
+    address: str = ""
+    basic_contract: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +210,97 @@ class TrunkEntry:
 
     name: str
     tenant_name: str | None
-    """The owning tenant of a customer-PBX trunk; None for carrier-wide trunks."""
+    """The owning tenant of a customer-PBX or gateway trunk; None for carrier-wide trunks."""
     host: str
     port: int
     transport: Transport
     sources: tuple[TrunkSource, ...]
+    kind: TrunkKind = TrunkKind.PSTN
+    capacity: int | None = None
+    """Concurrent calls the peer takes; None: no limit."""
+    credential: DigestCredential | None = None
+    """The digest credential the peer authenticates with; None: source address only."""
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationEntry:
+    """One destination of a toll-free destination set."""
+
+    number: str
+    """National form without separators (`0312340001`)."""
+    weight: int
+    trunk_name: str
+    """The trunk that reaches the number."""
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationSetEntry:
+    """A named destination set, its destinations in their stored order (position)."""
+
+    name: str
+    destinations: tuple[DestinationEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRangeEntry:
+    """A time range [start_minute, end_minute) of the days it names, Asia/Tokyo."""
+
+    kind: ScheduleRangeKind
+    weekday: int | None
+    """0 = Monday ... 6 = Sunday, for `weekly`."""
+    day: datetime.date | None
+    """The date, for `date`."""
+    start_minute: int
+    end_minute: int
+    """Exclusive; 1440 is midnight at the end of the day."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleEntry:
+    """A toll-free schedule: while one of its ranges is in force, its action applies."""
+
+    name: str
+    action: ScheduleAction
+    destination_set_name: str | None
+    """The set calls go to, for `destination_change`."""
+    enabled: bool
+    ranges: tuple[ScheduleRangeEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TollFreeEntry:
+    """A toll-free number with everything issue 5 routes its calls on."""
+
+    number: str
+    """National form without separators (`0120000111`)."""
+    tenant_name: str
+    service_type: TollFreeServiceType
+    contracted_channels: int
+    channel_setting: int
+    """Concurrent calls allowed now (at most the contract)."""
+    strict_distribution: bool
+    """No failover to other destinations."""
+    after_hours_announcement: str
+    refusal_announcement: str
+    refusal_action: RefusalAction
+    designated_whole_country: bool
+    """True: every domestic area is designated (the area sets are ignored)."""
+    designated_prefectures: frozenset[str]
+    """JIS prefecture codes (`13`)."""
+    designated_area_codes: frozenset[str]
+    """Area codes in national form (`03`)."""
+    allow_fixed: bool
+    allow_mobile: bool
+    allow_withheld: bool
+    options: frozenset[str]
+    destination_sets: Mapping[str, DestinationSetEntry]
+    """By name, in stored order; `default` is in force unless a schedule says otherwise."""
+    schedules: tuple[ScheduleEntry, ...]
+
+    @property
+    def default_destinations(self) -> DestinationSetEntry | None:
+        """The `default` destination set (provisioning and the API require one)."""
+        return self.destination_sets.get("default")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +312,29 @@ class ConfigSnapshot:
     extensions: Mapping[tuple[str, str], ExtensionEntry] = field(
         default_factory=lambda: MappingProxyType({})
     )
-    """By (lower-case domain, number)."""
+    """Single-number extensions by (lower-case domain, number)."""
+    extension_ranges: Mapping[str, tuple[ExtensionEntry, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """Customer-PBX ranges by lower-case domain, ordered by (length, first number)."""
     trunks: Mapping[str, TrunkEntry] = field(default_factory=lambda: MappingProxyType({}))
     """By trunk name."""
     trunks_by_source: Mapping[tuple[str, int | None], TrunkEntry] = field(
         default_factory=lambda: MappingProxyType({})
     )
     """By (canonical address, port or None)."""
+    mobile_lines: Mapping[str, MobileLineEntry] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """By E.164 number: the A number and the B number both lead to the line."""
+    mobile_extensions: Mapping[str, ExtensionEntry] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """Mobile extensions by the E.164 number they stand for (A or B)."""
+    tollfree_numbers: Mapping[str, TollFreeEntry] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """By national number (`0120000111`)."""
 
     @classmethod
     def build(
@@ -149,23 +342,56 @@ class ConfigSnapshot:
         tenants: Iterable[TenantEntry],
         extensions: Iterable[ExtensionEntry],
         trunks: Iterable[TrunkEntry],
+        mobile_lines: Iterable[MobileLineEntry] = (),
+        tollfree_numbers: Iterable[TollFreeEntry] = (),
     ) -> ConfigSnapshot:
         """Index the entries into a snapshot.
 
         Raises:
-            ValueError: a duplicate tenant, extension key, trunk name or trunk source.
+            ValueError: a duplicate tenant, extension key, trunk name, trunk source,
+                mobile number or toll-free number, or overlapping extension numbers.
         """
         tenant_index: dict[str, TenantEntry] = {}
         for tenant in tenants:
             if tenant.name in tenant_index:
                 raise ValueError(f"duplicate tenant {tenant.name!r}")
             tenant_index[tenant.name] = tenant
+
         extension_index: dict[tuple[str, str], ExtensionEntry] = {}
+        ranges: dict[str, list[ExtensionEntry]] = {}
+        mobile_extension_index: dict[str, ExtensionEntry] = {}
+        keys: set[tuple[str, str]] = set()
         for extension in extensions:
-            key = (extension.domain.lower(), extension.number)
-            if key in extension_index:
-                raise ValueError(f"duplicate extension {extension.number!r}@{key[0]}")
-            extension_index[key] = extension
+            domain = extension.domain.lower()
+            key = (domain, extension.number)
+            if key in keys:
+                raise ValueError(f"duplicate extension {extension.number!r}@{domain}")
+            keys.add(key)
+            if extension.range_last is not None:
+                ranges.setdefault(domain, []).append(extension)
+            else:
+                extension_index[key] = extension
+            mobile_number = extension.mobile_number
+            if mobile_number is not None:
+                if mobile_number in mobile_extension_index:
+                    raise ValueError(f"two extensions stand for the mobile number {mobile_number}")
+                mobile_extension_index[mobile_number] = extension
+        range_index = {
+            domain: _ordered_ranges(domain, entries) for domain, entries in ranges.items()
+        }
+        for (domain, number), single in extension_index.items():
+            if _range_holding(range_index.get(domain, ()), number) is not None:
+                raise ValueError(f"extension {single.number}@{domain} is inside a range")
+
+        line_index: dict[str, MobileLineEntry] = {}
+        for line in mobile_lines:
+            for line_number in (line.msisdn, line.b_number):
+                if line_number is None:
+                    continue
+                if line_number in line_index:
+                    raise ValueError(f"mobile number {line_number} is on two lines")
+                line_index[line_number] = line
+
         trunk_index: dict[str, TrunkEntry] = {}
         source_index: dict[tuple[str, int | None], TrunkEntry] = {}
         for trunk in trunks:
@@ -184,16 +410,54 @@ class ConfigSnapshot:
                         f"{other.name!r} and {trunk.name!r}"
                     )
                 source_index[source_key] = trunk
+
+        tollfree_index: dict[str, TollFreeEntry] = {}
+        for tollfree in tollfree_numbers:
+            if tollfree.number in tollfree_index:
+                raise ValueError(f"duplicate toll-free number {tollfree.number}")
+            tollfree_index[tollfree.number] = tollfree
+
         return cls(
             tenants=MappingProxyType(tenant_index),
             extensions=MappingProxyType(extension_index),
+            extension_ranges=MappingProxyType(range_index),
             trunks=MappingProxyType(trunk_index),
             trunks_by_source=MappingProxyType(source_index),
+            mobile_lines=MappingProxyType(line_index),
+            mobile_extensions=MappingProxyType(mobile_extension_index),
+            tollfree_numbers=MappingProxyType(tollfree_index),
         )
 
     def extension(self, domain: str, number: str) -> ExtensionEntry | None:
-        """The extension `number` in the tenant whose SIP domain is `domain`, if any."""
+        """The single-number extension `number` of the tenant whose SIP domain is `domain`.
+
+        Exact: a number inside a customer-PBX range is not found here (see
+        `extension_for_number`).
+        """
         return self.extensions.get((domain.lower(), number))
+
+    def extension_for_number(self, domain: str, number: str) -> ExtensionEntry | None:
+        """The extension `number` of `domain`'s tenant, or the customer-PBX range holding it.
+
+        An exact single-number extension wins (provisioning keeps ranges and single
+        numbers apart, so this is only an order of lookups).
+        """
+        exact = self.extension(domain, number)
+        if exact is not None:
+            return exact
+        return _range_holding(self.extension_ranges.get(domain.lower(), ()), number)
+
+    def mobile_line(self, number: str) -> MobileLineEntry | None:
+        """The mobile line with the E.164 `number` as its A or B number, if any."""
+        return self.mobile_lines.get(number)
+
+    def mobile_extension(self, number: str) -> ExtensionEntry | None:
+        """The mobile extension standing for the E.164 `number` (A or B), if any."""
+        return self.mobile_extensions.get(number)
+
+    def tollfree_number(self, number: str) -> TollFreeEntry | None:
+        """The toll-free number in national form (`0120000111`), if any."""
+        return self.tollfree_numbers.get(number)
 
     def trunk_for_source(self, host: str, port: int) -> TrunkEntry | None:
         """The trunk a request from (`host`, `port`) comes from, or None if untrusted.
@@ -208,3 +472,30 @@ class ConfigSnapshot:
         if exact is not None:
             return exact
         return self.trunks_by_source.get((address, None))
+
+
+def _range_key(entry: ExtensionEntry) -> tuple[int, str]:
+    return (len(entry.number), entry.number)
+
+
+def _ordered_ranges(domain: str, entries: list[ExtensionEntry]) -> tuple[ExtensionEntry, ...]:
+    """`entries` ordered by (length, first number); ValueError on any overlap."""
+    ordered = sorted(entries, key=_range_key)
+    # Sorted by start, any overlap shows between neighbours.
+    for earlier, later in zip(ordered, ordered[1:], strict=False):
+        if len(earlier.number) == len(later.number) and later.number <= earlier.last_number:
+            raise ValueError(
+                f"extension ranges {earlier.number}-{earlier.last_number} and "
+                f"{later.number}-{later.last_number}@{domain} overlap"
+            )
+    return tuple(ordered)
+
+
+def _range_holding(ranges: tuple[ExtensionEntry, ...], number: str) -> ExtensionEntry | None:
+    """The range of `ranges` (ordered, without overlaps) that holds `number`, or None."""
+    # The candidate is the last range starting at or before `number` among its length.
+    position = bisect.bisect_right(ranges, (len(number), number), key=_range_key)
+    if position == 0:
+        return None
+    candidate = ranges[position - 1]
+    return candidate if candidate.covers(number) else None

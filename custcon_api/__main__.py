@@ -5,6 +5,12 @@ Rules:
   migrates the store at URL to the newest schema (idempotent), then serves the API on
   HOST:PORT (an IP literal; `[::1]:8080` for IPv6) until SIGTERM or SIGINT, and exits 0.
   Without `--database`, the store is `data/softswitch.sqlite3`, the switch's default.
+- `--mqtt HOST:PORT [--mqtt-prefix PREFIX]` bridges the API's change notifier to that
+  MQTT broker (`cloudpbx.mqtt`): every committed change reaches the switches run with
+  the same `--mqtt` (and prefix), which rebuild their configuration snapshot on it. The
+  API starts and serves with the broker down: the bridge connects in the background and
+  sends what was committed meanwhile once connected. Without `--mqtt` the API's
+  notifications reach no other process (a switch then needs the operator's reload).
 - Provisioning (accounts included) stays with `softswitch provision FILE`.
 - Exit status 2 for a usage error, an address that is not IP:PORT, or a store that cannot
   be opened or migrated (one line on stderr, no traceback), as `softswitch` does.
@@ -13,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -28,6 +35,8 @@ from cloudpbx.db import (
     database_url_for_directory,
     upgrade,
 )
+from cloudpbx.mqtt import DEFAULT_PREFIX, MqttBridge, MqttBridgeConfig, parse_broker_address
+from cloudpbx.notify import ChangeNotifier
 from custcon_api.main import create_app
 from custcon_api.settings import CustconSettings
 
@@ -105,7 +114,35 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         default=CustconSettings().token_lifetime_seconds,
         help="lifetime of access tokens (default 900)",
     )
+    parser.add_argument(
+        "--mqtt",
+        metavar="HOST:PORT",
+        help="publish committed changes to the switches through this MQTT broker "
+        "(default port 1883)",
+    )
+    parser.add_argument(
+        "--mqtt-prefix",
+        default=DEFAULT_PREFIX,
+        metavar="PREFIX",
+        help=f"first MQTT topic level(s) of the notifications (default: {DEFAULT_PREFIX})",
+    )
     return parser.parse_args(argv)
+
+
+async def _serve(
+    server: uvicorn.Server, notifier: ChangeNotifier, mqtt: MqttBridgeConfig | None
+) -> None:
+    """The API server, with the notifier bridged to MQTT while it serves."""
+    bridge: MqttBridge | None = None
+    if mqtt is not None:
+        bridge = MqttBridge(notifier, mqtt)
+        bridge.start()
+    try:
+        await server.serve()
+    finally:
+        if bridge is not None:
+            # After the server: the changes committed last still leave (bounded).
+            await bridge.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,6 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         host, port = parse_listen(arguments.listen)
         settings = CustconSettings(token_lifetime_seconds=arguments.token_lifetime)
+        mqtt: MqttBridgeConfig | None = None
+        if arguments.mqtt is not None:
+            broker_host, broker_port = parse_broker_address(arguments.mqtt)
+            mqtt = MqttBridgeConfig(
+                broker_host, broker_port, prefix=arguments.mqtt_prefix, client_name="custcon"
+            )
     except ValueError as error:
         sys.stderr.write(f"python -m custcon_api: {error}\n")
         return EXIT_TROUBLE
@@ -125,10 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_TROUBLE
     engine = create_engine_for(database_url)
     try:
-        app = create_app(create_session_factory(engine), settings=settings)
+        notifier = ChangeNotifier()
+        app = create_app(create_session_factory(engine), settings=settings, notifier=notifier)
         # On SIGTERM/SIGINT: stop accepting, finish the requests in progress, return.
         config = uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False)
-        _Server(config).run()
+        # uvicorn's own `Server.run`, with the MQTT bridge on the same event loop.
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(_serve(_Server(config), notifier, mqtt))
     finally:
         engine.dispose()
     return EXIT_OK

@@ -29,11 +29,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloudpbx.notify import ChangeNotifier
 from custcon_api import errors
 from custcon_api.accounts.router import router as accounts_router
+from custcon_api.auditlog.router import router as auditlog_router
 from custcon_api.auth.lockout import UnknownLogins
 from custcon_api.auth.router import router as auth_router
 from custcon_api.deps import AppContext
 from custcon_api.operator.router import router as operator_router
+from custcon_api.pbx.router import router as pbx_router
 from custcon_api.settings import CustconSettings
+from custcon_api.tollfree.router import router as tollfree_router
 
 __all__ = ["create_app"]
 
@@ -78,4 +81,7 @@ def create_app(
     app.include_router(auth_router)
     app.include_router(accounts_router)
     app.include_router(operator_router)
+    app.include_router(pbx_router)
+    app.include_router(tollfree_router)
+    app.include_router(auditlog_router)
     return app

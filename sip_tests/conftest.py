@@ -27,6 +27,10 @@ from pathlib import Path
 
 import pytest
 
+from cloudpbx.testing.fixtures import (  # noqa: F401  (fixture, registered by import)
+    mosquitto_broker_fixture,
+)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"

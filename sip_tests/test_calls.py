@@ -1,7 +1,7 @@
 """Calls through the running switch, end to end with SIPp over real sockets on loopback.
 
-- The switch runs with a test copy of `configs/demo.yaml` that adds extension 2001 with a
-  static contact `sip:2001@HOST:PORT`, a SIPp UAS on its own 127.x.y.z address.
+- The switch runs with a test copy of `configs/demo.yaml` that adds extension 1999 with a
+  static contact `sip:1999@HOST:PORT`, a SIPp UAS on its own 127.x.y.z address.
 - The caller is a SIPp UAC as 1004 (MD5 only: SIPp answers MD5 challenges only): its
   first INVITE gets 407 Proxy-Authenticate (RFC 3261 §22.3), it ACKs that and sends the
   INVITE again with Proxy-Authorization.
@@ -56,14 +56,14 @@ def _sipp() -> str:
 
 
 def write_config(tmp_path: Path, static_contact: str | None, no_answer_timeout: int) -> Path:
-    """The demo configuration plus extension 2001 at `static_contact`."""
+    """The demo configuration plus extension 1999 at `static_contact`."""
     document = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
     if static_contact is not None:
         document["tenants"][0]["extensions"].append(
             {
-                "number": "2001",
+                "number": "1999",
                 "site": document["tenants"][0]["sites"][0]["name"],
-                "display_name": "static 2001",
+                "display_name": "static 1999",
                 "static_contact_uri": static_contact,
                 "no_answer_timeout_seconds": no_answer_timeout,
             }
@@ -181,9 +181,9 @@ def wait_call_line(switch: RunningElement, timeout: float = 5.0) -> dict[str, st
 def test_answered_call_hung_up_by_the_caller(tmp_path: Path) -> None:
     callee_host = random_loopback_host()
     callee_port = free_port(callee_host)
-    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+    with call_switch(tmp_path, f"sip:1999@{callee_host}:{callee_port}") as switch:
         with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port) as uas:
-            caller = run_caller(switch, tmp_path, "call_uac.xml", "2001")
+            caller = run_caller(switch, tmp_path, "call_uac.xml", "1999")
             uas_status = wait_uas(uas)
         info = diagnostics(tmp_path, switch, caller)
         assert caller.returncode == 0, info
@@ -193,7 +193,7 @@ def test_answered_call_hung_up_by_the_caller(tmp_path: Path) -> None:
     assert line["result"] == "answered", line
     assert line["status"] == "200"
     assert line["from"] == f"sip:{CALLER}@{DOMAIN}"
-    assert line["to"] == f"sip:2001@{DOMAIN}"
+    assert line["to"] == f"sip:1999@{DOMAIN}"
     assert float(line["duration"]) > 0.2
     assert switch.returncode == 0
 
@@ -201,9 +201,9 @@ def test_answered_call_hung_up_by_the_caller(tmp_path: Path) -> None:
 def test_busy_callee_is_relayed(tmp_path: Path) -> None:
     callee_host = random_loopback_host()
     callee_port = free_port(callee_host)
-    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+    with call_switch(tmp_path, f"sip:1999@{callee_host}:{callee_port}") as switch:
         with sipp_uas(switch, tmp_path, "call_uas_busy.xml", callee_host, callee_port) as uas:
-            caller = run_caller(switch, tmp_path, "call_uac_refused.xml", "2001")
+            caller = run_caller(switch, tmp_path, "call_uac_refused.xml", "1999")
             uas_status = wait_uas(uas)
         info = diagnostics(tmp_path, switch, caller)
         assert caller.returncode == 0, info
@@ -225,11 +225,11 @@ def test_unknown_and_unreachable_extensions(tmp_path: Path, callee: str, status:
 def test_cancel_while_ringing(tmp_path: Path) -> None:
     callee_host = random_loopback_host()
     callee_port = free_port(callee_host)
-    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+    with call_switch(tmp_path, f"sip:1999@{callee_host}:{callee_port}") as switch:
         with sipp_uas(
             switch, tmp_path, "call_uas_ringing.xml", callee_host, callee_port
         ) as uas:
-            caller = run_caller(switch, tmp_path, "call_uac_cancel.xml", "2001")
+            caller = run_caller(switch, tmp_path, "call_uac_cancel.xml", "1999")
             uas_status = wait_uas(uas)
         info = diagnostics(tmp_path, switch, caller)
         assert caller.returncode == 0, info
@@ -242,13 +242,13 @@ def test_no_answer_timeout_gives_480_and_cancels_the_callee(tmp_path: Path) -> N
     callee_host = random_loopback_host()
     callee_port = free_port(callee_host)
     with call_switch(
-        tmp_path, f"sip:2001@{callee_host}:{callee_port}", no_answer_timeout=1
+        tmp_path, f"sip:1999@{callee_host}:{callee_port}", no_answer_timeout=1
     ) as switch:
         with sipp_uas(
             switch, tmp_path, "call_uas_ringing.xml", callee_host, callee_port
         ) as uas:
             started = time.monotonic()
-            caller = run_caller(switch, tmp_path, "call_uac_refused.xml", "2001")
+            caller = run_caller(switch, tmp_path, "call_uac_refused.xml", "1999")
             elapsed = time.monotonic() - started
             uas_status = wait_uas(uas)
         info = diagnostics(tmp_path, switch, caller)
@@ -287,14 +287,14 @@ def test_sigterm_drains_the_call_in_progress_and_refuses_new_ones(tmp_path: Path
     goes on to its BYE, then the switch exits 0 without a traceback."""
     callee_host = random_loopback_host()
     callee_port = free_port(callee_host)
-    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+    with call_switch(tmp_path, f"sip:1999@{callee_host}:{callee_port}") as switch:
         process = switch.process
         assert process is not None
         with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port) as uas:
             caller_host = random_loopback_host()
             command = sipp_command(
                 switch, tmp_path, "call_uac_long.xml", caller_host, free_port(caller_host),
-                "-s", "2001", "-key", "caller", CALLER, "-au", CALLER, "-ap", CALLER_PASSWORD,
+                "-s", "1999", "-key", "caller", CALLER, "-au", CALLER, "-ap", CALLER_PASSWORD,
             )
             caller_output = (tmp_path / "call_uac_long.xml.out").open("wb")
             long_call = subprocess.Popen(
@@ -308,7 +308,7 @@ def test_sigterm_drains_the_call_in_progress_and_refuses_new_ones(tmp_path: Path
                 while "draining 1 calls" not in switch.log_text():
                     assert time.monotonic() < deadline, switch.log_text()
                     time.sleep(0.05)
-                refused = run_caller(switch, tmp_path, "call_uac_unavailable.xml", "2001")
+                refused = run_caller(switch, tmp_path, "call_uac_unavailable.xml", "1999")
                 caller_status = long_call.wait(SIPP_LIMIT)
             finally:
                 if long_call.poll() is None:
@@ -333,14 +333,14 @@ def test_sigterm_drains_the_call_in_progress_and_refuses_new_ones(tmp_path: Path
 def test_a_second_signal_cuts_the_drain_short_without_a_traceback(tmp_path: Path) -> None:
     callee_host = random_loopback_host()
     callee_port = free_port(callee_host)
-    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+    with call_switch(tmp_path, f"sip:1999@{callee_host}:{callee_port}") as switch:
         process = switch.process
         assert process is not None
         with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port):
             caller_host = random_loopback_host()
             command = sipp_command(
                 switch, tmp_path, "call_uac_long.xml", caller_host, free_port(caller_host),
-                "-s", "2001", "-key", "caller", CALLER, "-au", CALLER, "-ap", CALLER_PASSWORD,
+                "-s", "1999", "-key", "caller", CALLER, "-au", CALLER, "-ap", CALLER_PASSWORD,
             )
             long_call = subprocess.Popen(
                 command, cwd=tmp_path, stdin=subprocess.DEVNULL,
@@ -374,14 +374,14 @@ def test_a_second_signal_cuts_the_drain_short_without_a_traceback(tmp_path: Path
 def answered_call(
     tmp_path: Path, uas_scenario: str, uac_scenario: str
 ) -> tuple[RunningElement, dict[str, str]]:
-    """One call from 1004 (`uac_scenario`) to 2001 (`uas_scenario` at its static
+    """One call from 1004 (`uac_scenario`) to 1999 (`uas_scenario` at its static
     contact); asserts both SIPp scenarios passed and returns the switch (stopped) and its
     one call line."""
     callee_host = random_loopback_host()
     callee_port = free_port(callee_host)
-    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+    with call_switch(tmp_path, f"sip:1999@{callee_host}:{callee_port}") as switch:
         with sipp_uas(switch, tmp_path, uas_scenario, callee_host, callee_port) as uas:
-            caller = run_caller(switch, tmp_path, uac_scenario, "2001")
+            caller = run_caller(switch, tmp_path, uac_scenario, "1999")
             uas_status = wait_uas(uas)
         info = diagnostics(tmp_path, switch, caller)
         assert caller.returncode == 0, info
@@ -400,7 +400,7 @@ def test_answered_call_hung_up_by_the_callee(tmp_path: Path) -> None:
     _, line = answered_call(tmp_path, "call_uas_hangs_up.xml", "call_uac_callee_hangs_up.xml")
     assert (line["result"], line["status"]) == ("answered", "200"), line
     assert line["from"] == f"sip:{CALLER}@{DOMAIN}"
-    assert line["to"] == f"sip:2001@{DOMAIN}"
+    assert line["to"] == f"sip:1999@{DOMAIN}"
     assert float(line["duration"]) > 0.2  # the callee hangs up 0.3 s after its answer
 
 
@@ -443,10 +443,10 @@ TRUNK_CALLER = "0312345678"
 def run_uncredentialed_caller(
     switch: RunningElement, tmp_path: Path, scenario: str, host: str
 ) -> subprocess.CompletedProcess[bytes]:
-    """SIPp `scenario` from `host` (a free port) to 2001, with no credentials at all."""
+    """SIPp `scenario` from `host` (a free port) to 1999, with no credentials at all."""
     command = sipp_command(
         switch, tmp_path, scenario, host, free_port(host),
-        "-s", "2001", "-key", "caller", TRUNK_CALLER,
+        "-s", "1999", "-key", "caller", TRUNK_CALLER,
     )
     return subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=SIPP_LIMIT + 15)
 
@@ -457,7 +457,7 @@ def test_trunk_caller_is_not_challenged(tmp_path: Path) -> None:
     hung up by the caller."""
     callee_host = random_loopback_host()
     callee_port = free_port(callee_host)
-    with call_switch(tmp_path, f"sip:2001@{callee_host}:{callee_port}") as switch:
+    with call_switch(tmp_path, f"sip:1999@{callee_host}:{callee_port}") as switch:
         with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port) as uas:
             caller = run_uncredentialed_caller(switch, tmp_path, "call_uac_trunk.xml", TRUNK_SOURCE)
             uas_status = wait_uas(uas)
@@ -468,8 +468,8 @@ def test_trunk_caller_is_not_challenged(tmp_path: Path) -> None:
         line = wait_call_line(switch)
     assert (line["result"], line["status"]) == ("answered", "200"), line
     assert line["from"] == f"sip:{TRUNK_CALLER}@{DOMAIN}"
-    assert line["to"] == f"sip:2001@{DOMAIN}"
-    assert line["target"] == f"sip:2001@{callee_host}:{callee_port}"
+    assert line["to"] == f"sip:1999@{DOMAIN}"
+    assert line["target"] == f"sip:1999@{callee_host}:{callee_port}"
     counters = switch.counters("call")
     assert counters.get("invite_from_trunk") == 1, counters
     assert "invite_challenged" not in counters, counters
@@ -479,7 +479,7 @@ def test_same_invite_from_a_non_trunk_address_is_challenged(tmp_path: Path) -> N
     """call_uac_trunk.xml's INVITE from another 127.x address gets 407 with a Digest
     Proxy-Authenticate (RFC 3261 §22.3), and leaves no call line (a challenge is no
     call) and nothing reaches the callee."""
-    with call_switch(tmp_path, "sip:2001@127.0.0.9:5080") as switch:
+    with call_switch(tmp_path, "sip:1999@127.0.0.9:5080") as switch:
         caller = run_uncredentialed_caller(
             switch, tmp_path, "call_uac_challenged.xml", random_loopback_host()
         )

@@ -48,6 +48,22 @@ Rules:
   run on worker threads, so their SQL and argon2 hashing never stall SIP on the loop.
   The API publishes its committed changes on the switch's notifier, so they reach the
   switch in-process (`POST /api/v1/operator/reload` is the operator's manual reload).
+- `--mqtt HOST:PORT` (needs the config store; `[IPv6]:PORT`, a host name, or HOST for
+  port 1883) bridges the process's change notifier to that MQTT broker
+  (`cloudpbx.mqtt`): the changes this process's API commits go to every other process on
+  the broker, and theirs (another switch's `--api`, `python -m custcon_api --mqtt`) make
+  this switch rebuild as an in-process change does. Topics are
+  `<--mqtt-prefix>/changes/<topic>` (default prefix `softswitch`; one per deployment).
+  The switch starts and serves SIP with its broker down; it connects in the background,
+  retries with bounded backoff for ever, and rebuilds its snapshot once after each
+  connection, the first included (what it missed while not subscribed). Without
+  `--mqtt` notifications stay in the process, as before.
+- `--metrics HOST:PORT` serves Prometheus text exposition at `http://HOST:PORT/metrics`
+  (`softswitch.metrics`), on a thread of its own, never on the SIP loop: the counters
+  logged at shutdown (transport, endpoint, element, calls, registrar, reload, MQTT, gc),
+  read at scrape time, plus gauges (calls in progress, the snapshot's install time and
+  size, the last reload's duration, the MQTT session). An address that cannot be bound
+  exits 2 like `--sip`; it needs no config store.
 - `softswitch check-message FILE...` parses each file's bytes as one datagram with
   `parse_message` and `validate()`, and prints `FILE: valid` or
   `FILE: invalid (STATUS reason)`. Exit status: 0 when every file is valid, 1 when any
@@ -97,10 +113,12 @@ if TYPE_CHECKING:
     import uvicorn
     from sqlalchemy import Engine
 
+    from cloudpbx.mqtt import MqttBridge, MqttBridgeConfig
     from cloudpbx.notify import ChangeNotifier
     from cloudpbx.reload import SnapshotReloader
     from cloudpbx.snapshot import ConfigSnapshot
     from softswitch.b2bua.service import CallService
+    from softswitch.metrics import InstalledSnapshot, MetricsServer
     from softswitch.registrar.service import RegistrarService
     from softswitch.registrar.store import DatabaseBindingStore
     from softswitch.wiring import SwitchConfig, SwitchCore
@@ -272,7 +290,10 @@ async def _start_switch_core(
 
 
 def _start_reloader(
-    config_store: _ConfigStore, core: SwitchCore, notifier: ChangeNotifier
+    config_store: _ConfigStore,
+    core: SwitchCore,
+    notifier: ChangeNotifier,
+    installed: InstalledSnapshot | None = None,
 ) -> SnapshotReloader[SwitchConfig]:
     """Rebuild and install the snapshot on every change notification (module rules)."""
     from cloudpbx.db import create_session_factory
@@ -288,10 +309,14 @@ def _start_reloader(
         with sessions() as session:
             return SwitchConfig.of(load_snapshot(session))
 
+    def install(config: SwitchConfig) -> None:
+        # On the loop: the swap, then the time /metrics reports it was installed.
+        core.install(config)
+        if installed is not None:
+            installed.installed(config.snapshot)
+
     loop = asyncio.get_running_loop()
-    reloader = SnapshotReloader(
-        build, core.install, loop, ignored_topics=TOPICS_NOT_IN_SNAPSHOT
-    )
+    reloader = SnapshotReloader(build, install, loop, ignored_topics=TOPICS_NOT_IN_SNAPSHOT)
     notifier.subscribe(reloader.notify, loop)
     return reloader
 
@@ -374,6 +399,100 @@ async def _stop_api(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
         logger.error("the API stopped with an error: %s", describe_exception(error))
 
 
+_RELOAD_COUNTERS = (
+    "snapshot_reloads",
+    "reload_failures",
+    "reload_notifications",
+    "reload_notifications_coalesced",
+    "reload_notifications_ignored",
+)
+_MQTT_COUNTERS = (
+    "connections",
+    "connect_failures",
+    "connection_losses",
+    "messages_sent",
+    "messages_received",
+    "catch_up_notifications",
+)
+
+
+@dataclass
+class _Parts:
+    """What `/metrics` reads (None: that part does not run)."""
+
+    driver: SipTransportDriver[SipEndpoint]
+    element: Element
+    pacer: CollectorPacer
+    calls: CallService | None = None
+    service: RegistrarService | None = None
+    reloader: SnapshotReloader[SwitchConfig] | None = None
+    bridge: MqttBridge | None = None
+    installed: InstalledSnapshot | None = None
+
+
+def _start_metrics(address: Address, parts: _Parts) -> MetricsServer:
+    """Serve the parts' counters at /metrics on a thread (module rules).
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    from softswitch.metrics import (
+        CounterSource,
+        GaugeSource,
+        MetricsServer,
+        SwitchCollector,
+        switch_registry,
+    )
+
+    counters = [
+        CounterSource("transport", parts.driver.counters),
+        CounterSource("endpoint", parts.driver.endpoint.counters),
+        CounterSource("element", parts.element.counters),
+        CounterSource("gc", parts.pacer.counters, always=("collections",)),
+    ]
+    gauges = [
+        GaugeSource(
+            "softswitch_gc_longest_pause_seconds",
+            "Longest young collection pass since start",
+            lambda: parts.pacer.longest_pause,
+        )
+    ]
+    calls, service, reloader, bridge = parts.calls, parts.service, parts.reloader, parts.bridge
+    if calls is not None:
+        counters += [
+            CounterSource("calls", calls.counters, always=("invites", "calls_started")),
+            CounterSource("caller_auth", calls.authenticator_counters),
+        ]
+        gauges.append(
+            GaugeSource("softswitch_calls_in_progress", "Calls in progress", lambda: len(calls))
+        )
+    if service is not None:
+        counters += [
+            CounterSource("registrar", service.registrar.counters),
+            CounterSource("registrar_store", service.counters),
+        ]
+    if reloader is not None:
+        counters.append(CounterSource("config", reloader.counters, always=_RELOAD_COUNTERS))
+        gauges.append(
+            GaugeSource(
+                "softswitch_config_last_reload_seconds",
+                "Seconds from the first notification the last reload answered to its swap",
+                lambda: reloader.last_reload_seconds,
+            )
+        )
+    if bridge is not None:
+        counters.append(CounterSource("mqtt", bridge.counters, always=_MQTT_COUNTERS))
+        gauges.append(
+            GaugeSource(
+                "softswitch_mqtt_connected",
+                "1 while a session with the MQTT broker is up",
+                lambda: float(bridge.connected),
+            )
+        )
+    collector = SwitchCollector(counters, gauges, parts.installed)
+    return MetricsServer.start(address[0], address[1], switch_registry(collector))
+
+
 class _Shutdown:
     """SIGTERM and SIGINT: the first asks for a graceful stop, any later one for a
     prompt one (module rules)."""
@@ -422,6 +541,8 @@ async def _serve(
     config_store: _ConfigStore | None = None,
     drain_seconds: float = DEFAULT_DRAIN_SECONDS,
     api_address: Address | None = None,
+    mqtt: MqttBridgeConfig | None = None,
+    metrics_address: Address | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_log_loop_exception)
@@ -441,6 +562,8 @@ async def _serve(
     calls: CallService | None = None
     reloader: SnapshotReloader[SwitchConfig] | None = None
     api: tuple[uvicorn.Server, asyncio.Task[None]] | None = None
+    bridge: MqttBridge | None = None
+    installed: InstalledSnapshot | None = None
     if config_store is not None:
         from cloudpbx.notify import ChangeNotifier
 
@@ -452,7 +575,11 @@ async def _serve(
             return EXIT_TROUBLE
         calls = core.calls
         notifier = ChangeNotifier()
-        reloader = _start_reloader(config_store, core, notifier)
+        if metrics_address is not None:
+            from softswitch.metrics import InstalledSnapshot
+
+            installed = InstalledSnapshot(config_store.snapshot)
+        reloader = _start_reloader(config_store, core, notifier, installed)
         if api_address is not None:
             try:
                 api = await _start_api(api_address, config_store, notifier)
@@ -472,6 +599,12 @@ async def _serve(
             logger.info(
                 "customer control API listening on http://%s", format_address(api_address)
             )
+        if mqtt is not None:
+            from cloudpbx.mqtt import MqttBridge
+
+            # Module rules: connects in the background; SIP is served with the broker down.
+            bridge = MqttBridge(notifier, mqtt)
+            bridge.start()
     element = Element(driver.endpoint, registrar=service, calls=calls)
     if calls is None:
         driver.set_event_handler(element.handle_event)
@@ -487,8 +620,23 @@ async def _serve(
     # KeyboardInterrupt there); closing the loop removes them.
     for signal_number in _STOP_SIGNALS:
         loop.add_signal_handler(signal_number, shutdown.on_signal)
-    logger.info("softswitch listening on udp+tcp %s", format_address(driver.local_address))
+    status = EXIT_OK
+    metrics: MetricsServer | None = None
     try:
+        if metrics_address is not None:
+            parts = _Parts(driver, element, pacer, calls, service, reloader, bridge, installed)
+            try:
+                metrics = _start_metrics(metrics_address, parts)
+            except OSError as error:
+                logger.error(
+                    "cannot serve metrics on %s: %s", format_address(metrics_address), error
+                )
+                status = EXIT_TROUBLE
+                return status
+            logger.info(
+                "metrics served at http://%s/metrics", format_address(metrics.address)
+            )
+        logger.info("softswitch listening on udp+tcp %s", format_address(driver.local_address))
         await shutdown.requested.wait()
         if api is not None:
             # Module rules: the first stop signal stops the API too; it finishes its
@@ -497,8 +645,13 @@ async def _serve(
         if calls is not None and call_timer is not None and len(calls):
             await _drain(calls, call_timer, shutdown, drain_seconds)
     finally:
+        if metrics is not None:
+            await asyncio.to_thread(metrics.close)
         if api is not None:
             await _stop_api(*api)
+        if bridge is not None:
+            # After the API: the changes it committed last still leave (bounded).
+            await bridge.close()
         if reloader is not None:
             await reloader.close()
         pacer.close()
@@ -529,7 +682,9 @@ async def _serve(
         logger.info(
             "softswitch stopped; reload counters: %s", _format_counters(reloader.counters)
         )
-    return EXIT_OK
+    if bridge is not None:
+        logger.info("softswitch stopped; mqtt counters: %s", _format_counters(bridge.counters))
+    return status
 
 
 class _CallTimer:
@@ -625,8 +780,31 @@ def _run(arguments: argparse.Namespace) -> int:
         if not (arguments.config or arguments.data_dir or arguments.database):
             logger.error("--api: needs the config store (--config, --data-dir or --database)")
             return EXIT_TROUBLE
+    has_store = bool(arguments.config or arguments.data_dir or arguments.database)
+    mqtt: MqttBridgeConfig | None = None
+    if arguments.mqtt is not None:
+        from cloudpbx.mqtt import MqttBridgeConfig, parse_broker_address
+
+        if not has_store:
+            logger.error("--mqtt: needs the config store (--config, --data-dir or --database)")
+            return EXIT_TROUBLE
+        try:
+            broker_host, broker_port = parse_broker_address(arguments.mqtt)
+            mqtt = MqttBridgeConfig(
+                broker_host, broker_port, prefix=arguments.mqtt_prefix, client_name="softswitch"
+            )
+        except ValueError as error:
+            logger.error("--mqtt: %s", error)
+            return EXIT_TROUBLE
+    metrics_address: Address | None = None
+    if arguments.metrics is not None:
+        try:
+            metrics_address = parse_host_port(arguments.metrics)
+        except ValueError as error:
+            logger.error("--metrics: %s", error)
+            return EXIT_TROUBLE
     config_store: _ConfigStore | None = None
-    if arguments.config or arguments.data_dir or arguments.database:
+    if has_store:
         try:
             config_store = _open_config_store(arguments)
         except _StartupError as error:
@@ -636,7 +814,15 @@ def _run(arguments: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(
-                _serve(host, port, config_store, arguments.drain_seconds, api_address)
+                _serve(
+                    host,
+                    port,
+                    config_store,
+                    arguments.drain_seconds,
+                    api_address,
+                    mqtt,
+                    metrics_address,
+                )
             )
     finally:
         # Module rules: the loop is closed; a late signal ends the process by the
@@ -743,6 +929,23 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="also serve the Customer Control API over HTTP here, in this process "
         "(needs the config store)",
+    )
+    run.add_argument(
+        "--mqtt",
+        metavar="HOST:PORT",
+        help="bridge configuration change notifications through this MQTT broker, "
+        "between processes (needs the config store; default port 1883)",
+    )
+    run.add_argument(
+        "--mqtt-prefix",
+        default="softswitch",
+        metavar="PREFIX",
+        help="first MQTT topic level(s) of the notifications (default: softswitch)",
+    )
+    run.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics",
     )
     run.set_defaults(handler=_run)
 

@@ -16,6 +16,9 @@ imported function names never shadow the fixture arguments):
   (WITH FORCE) after the test.
 - `postgres_server`: the run's `PostgresServer` (session scope; started on first use).
   Without one the `postgresql` half of the suite FAILS with the reason, never skips.
+- `mosquitto_broker`: a started throwaway MQTT broker of the test's own
+  (`cloudpbx.testing.mosquitto`; function scope, so a test may stop and restart it),
+  stopped by its PID afterwards. Without `mosquitto` the test FAILS, never skips.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ import pytest
 
 from cloudpbx.db import database_url_for_directory
 
+from .mosquitto import MosquittoBroker, running_broker
 from .postgres import PostgresServer, shared_server
 
 __all__ = [
     "BACKENDS",
     "backend_fixture",
     "empty_database_url_fixture",
+    "mosquitto_broker_fixture",
     "postgres_server_fixture",
 ]
 
@@ -61,3 +66,9 @@ def empty_database_url_fixture(
     server: PostgresServer = request.getfixturevalue("postgres_server")
     with server.temporary_database() as url:
         yield url
+
+
+@pytest.fixture(name="mosquitto_broker")
+def mosquitto_broker_fixture() -> Iterator[MosquittoBroker]:
+    with running_broker() as broker:
+        yield broker

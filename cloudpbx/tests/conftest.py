@@ -20,6 +20,7 @@ from cloudpbx.db import create_engine_for, create_session_factory, upgrade
 from cloudpbx.testing.fixtures import (  # noqa: F401  (fixtures, registered by import)
     backend_fixture,
     empty_database_url_fixture,
+    mosquitto_broker_fixture,
     postgres_server_fixture,
 )
 

@@ -37,13 +37,13 @@ def test_provision_demo_twice_then_a_bad_file(tmp_path: Path) -> None:
     data_directory = tmp_path / "data"
     first = _softswitch("provision", "configs/demo.yaml", "--data-dir", str(data_directory))
     assert first.returncode == 0, first.stderr
-    assert "extensions: 5 created, 0 updated, 0 unchanged" in first.stdout
+    assert "extensions: 10 created, 0 updated, 0 unchanged" in first.stdout
     assert (data_directory / "softswitch.sqlite3").is_file()
 
     second = _softswitch("provision", "configs/demo.yaml", "--data-dir", str(data_directory))
     assert second.returncode == 0, second.stderr
-    assert "extensions: 0 created, 0 updated, 5 unchanged" in second.stdout
-    assert _extension_count(data_directory) == 5
+    assert "extensions: 0 created, 0 updated, 10 unchanged" in second.stdout
+    assert _extension_count(data_directory) == 10
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(
@@ -54,18 +54,18 @@ def test_provision_demo_twice_then_a_bad_file(tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert refused.stdout == ""
     assert f"{bad}: tenants[0].extensions[3].number: " in refused.stderr
-    assert _extension_count(data_directory) == 5
+    assert _extension_count(data_directory) == 10
 
 
 def test_provision_with_a_database_url(empty_database_url: str) -> None:
     # The store is migrated by the command itself, on SQLite and on PostgreSQL.
     completed = _softswitch("provision", str(DEMO_FILE), "--database", empty_database_url)
     assert completed.returncode == 0, completed.stderr
-    assert "trunks: 1 created" in completed.stdout
+    assert "trunks: 5 created" in completed.stdout
     engine = create_engine_for(empty_database_url)
     try:
         with create_session_factory(engine)() as session:
-            assert session.scalar(select(func.count()).select_from(Extension)) == 5
+            assert session.scalar(select(func.count()).select_from(Extension)) == 10
     finally:
         engine.dispose()
 

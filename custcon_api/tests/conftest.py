@@ -20,11 +20,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloudpbx.db import create_engine_for, create_session_factory, upgrade
+from cloudpbx.domain import use_password_hasher
 from cloudpbx.provisioning import provision
 from cloudpbx.testing.fixtures import (  # noqa: F401  (fixtures, registered by import)
     backend_fixture,
@@ -61,6 +63,16 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes() -> Iterator[None]:
+    """argon2id at its lowest cost for this suite: its templates and tests hash and verify
+    hundreds of passwords, each 0.1 s of CPU at the production cost. The production
+    parameters are tested where provisioning is (`cloudpbx/tests/test_accounts.py`)."""
+    previous = use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    yield
+    use_password_hasher(previous)
 
 
 def store_file_data() -> dict[str, Any]:

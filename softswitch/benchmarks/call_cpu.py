@@ -4,7 +4,7 @@ The switch is wired exactly as `softswitch run --config` wires it (config store,
 call service, element, transport driver on a uvloop loop), except that its UDP socket is
 replaced by a list: each datagram the switch sends is handed to an in-process peer
 instead of the kernel. The peers play SIPp's built-in `uac` (as the trusted `loadgen`
-trunk, 127.0.0.2) and `uas` (behind the static-contact extension 2001, 127.0.0.3) with
+trunk, 127.0.0.2) and `uas` (behind the static-contact extension 1999, 127.0.0.13) with
 the same messages SIPp sends, so each call is INVITE / 100 / 180 / 200 / ACK / BYE / 200
 on both legs. Only the time spent inside the switch's receive path (parse, transaction,
 call logic, serialising and handing over the answers) is measured; the peers' own work is

@@ -1,8 +1,8 @@
 """Call load through the B2BUA (issue 3's benchmark; `make bench`).
 
 SIPp's built-in `uac` scenario plays the trusted `loadgen` trunk (source 127.0.0.2, not
-challenged), calling extension 2001 of the demo tenant, whose static contact is a SIPp
-`uas` on 127.0.0.3. Each call is INVITE / 100 / 180 / 200 / ACK / BYE / 200 on both
+challenged), calling extension 1999 of the demo tenant, whose static contact is a SIPp
+`uas` on 127.0.0.13. Each call is INVITE / 100 / 180 / 200 / ACK / BYE / 200 on both
 legs. The switch is pinned to CPU 0 and both SIPp processes to CPU 1 (when there are two
 CPUs). For each stepped rate it prints: calls offered, successful and failed, SIPp
 retransmissions and unexpected messages, INVITE-to-200 setup latency (p50 and p99 from
@@ -94,7 +94,7 @@ def run_step(switch_port: int, rate: int, seconds: float, workdir: Path,
     step.mkdir()
     stat_file = step / "stat.csv"
     command = pinned([
-        "sipp", f"127.0.0.1:{switch_port}", "-sn", "uac", "-s", "2001", "-buff_size", SIPP_BUFFER,
+        "sipp", f"127.0.0.1:{switch_port}", "-sn", "uac", "-s", "1999", "-buff_size", SIPP_BUFFER,
         "-i", LOADGEN_HOST, "-p", str(free_port(LOADGEN_HOST)),
         "-r", str(rate), "-m", str(count), "-l", str(max(rate * 4, 100)),
         "-nostdin", "-timeout", f"{int(seconds) + 60}s", "-recv_timeout", "10000",
@@ -139,7 +139,7 @@ def run_hold(switch_port: int, rate: int, calls: int, hold: float, settle: float
     ramp = calls / rate
     timeout = ramp + hold + 60
     command = pinned([
-        "sipp", f"127.0.0.1:{switch_port}", "-sn", "uac", "-s", "2001", "-buff_size", SIPP_BUFFER,
+        "sipp", f"127.0.0.1:{switch_port}", "-sn", "uac", "-s", "1999", "-buff_size", SIPP_BUFFER,
         "-i", LOADGEN_HOST, "-p", str(free_port(LOADGEN_HOST)),
         "-r", str(rate), "-m", str(calls), "-l", str(calls + max(calls // 20, 10)),
         "-d", str(int(hold * 1000)),

@@ -33,21 +33,21 @@ __all__ = [
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 LOADGEN_HOST = "127.0.0.2"  # the demo's trusted trunk source
-CALLEE_HOST = "127.0.0.3"
+CALLEE_HOST = "127.0.0.13"
 SWITCH: Address = ("127.0.0.1", 5060)
 CALLER: Address = (LOADGEN_HOST, 5061)
 CALLEE: Address = (CALLEE_HOST, 5062)
 
 
 def write_bench_config(directory: Path, callee_port: int) -> Path:
-    """The demo config plus extension 2001, whose static contact is the SIPp uas."""
+    """The demo config plus extension 1999, whose static contact is the SIPp uas."""
     config = yaml.safe_load((REPOSITORY / "configs" / "demo.yaml").read_text(encoding="utf-8"))
     tenant = config["tenants"][0]
     tenant["extensions"].append({
-        "number": "2001",
+        "number": "1999",
         "site": tenant["sites"][0]["name"],
         "display_name": "benchmark callee (SIPp uas)",
-        "static_contact_uri": f"sip:2001@{CALLEE_HOST}:{callee_port}",
+        "static_contact_uri": f"sip:1999@{CALLEE_HOST}:{callee_port}",
     })
     path = directory / "bench.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
@@ -111,10 +111,10 @@ class UacPeer:
     def invite(self, number: int) -> bytes:
         body = CALLER_SDP
         return (
-            f"INVITE sip:2001@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
+            f"INVITE sip:1999@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {CALLER[0]}:{CALLER[1]};branch=z9hG4bK-1-{number}-0\r\n"
             f"From: sipp <sip:sipp@{CALLER[0]}:{CALLER[1]}>;tag=1SIPpTag00{number}\r\n"
-            f"To: 2001 <sip:2001@{SWITCH[0]}:{SWITCH[1]}>\r\n"
+            f"To: 1999 <sip:1999@{SWITCH[0]}:{SWITCH[1]}>\r\n"
             f"Call-ID: {number}-1@{CALLER[0]}\r\n"
             "CSeq: 1 INVITE\r\n"
             f"Contact: sip:sipp@{CALLER[0]}:{CALLER[1]}\r\n"
@@ -126,10 +126,10 @@ class UacPeer:
 
     def _in_dialog(self, method: str, cseq: int, number: str, to_tag: str, branch: str) -> bytes:
         return (
-            f"{method} sip:2001@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
+            f"{method} sip:1999@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {CALLER[0]}:{CALLER[1]};branch=z9hG4bK-1-{number}-{branch}\r\n"
             f"From: sipp <sip:sipp@{CALLER[0]}:{CALLER[1]}>;tag=1SIPpTag00{number}\r\n"
-            f"To: 2001 <sip:2001@{SWITCH[0]}:{SWITCH[1]}>;tag={to_tag}\r\n"
+            f"To: 1999 <sip:1999@{SWITCH[0]}:{SWITCH[1]}>;tag={to_tag}\r\n"
             f"Call-ID: {number}-1@{CALLER[0]}\r\n"
             f"CSeq: {cseq} {method}\r\n"
             f"Contact: sip:sipp@{CALLER[0]}:{CALLER[1]}\r\n"
@@ -165,10 +165,10 @@ class UacPeer:
     def cancel(self, number: int) -> bytes:
         """§9.1: the CANCEL of call `number`'s INVITE (same branch, CSeq number)."""
         return (
-            f"CANCEL sip:2001@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
+            f"CANCEL sip:1999@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {CALLER[0]}:{CALLER[1]};branch=z9hG4bK-1-{number}-0\r\n"
             f"From: sipp <sip:sipp@{CALLER[0]}:{CALLER[1]}>;tag=1SIPpTag00{number}\r\n"
-            f"To: 2001 <sip:2001@{SWITCH[0]}:{SWITCH[1]}>\r\n"
+            f"To: 1999 <sip:1999@{SWITCH[0]}:{SWITCH[1]}>\r\n"
             f"Call-ID: {number}-1@{CALLER[0]}\r\n"
             "CSeq: 1 CANCEL\r\n"
             "Max-Forwards: 70\r\n"
