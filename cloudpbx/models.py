@@ -34,6 +34,11 @@ Rules:
   provisioning) and every login success, failure and lockout. They keep the actor's and
   target's login names as text, so deleting an account keeps its history; `before` and
   `after` are JSON views of the account without its hash.
+- `TollFreeCallRecordRow` rows are switch output, not configuration: one per finished
+  toll-free call (`cloudpbx.callrecords`), written off the call path by
+  `cloudpbx.recordjournal`. `call_id` is unique, so ingesting a record twice (a replay
+  after a crash) writes it once. They keep the number, tenant and destination as text (no
+  foreign key): deleting a number or tenant keeps its statistics history.
 - These classes never leave the store: the switch reads `cloudpbx.snapshot` values built by
   `cloudpbx.repository.load_snapshot`.
 """
@@ -49,6 +54,7 @@ from sqlalchemy import (
     Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -59,6 +65,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import false
 
+from cloudpbx.callrecords import TollFreeCategory
 from cloudpbx.domain import (
     AccountRole,
     AreaKind,
@@ -86,6 +93,7 @@ __all__ = [
     "SwitchSecret",
     "Tenant",
     "TollFreeAccountGrant",
+    "TollFreeCallRecordRow",
     "TollFreeDesignatedArea",
     "TollFreeDestination",
     "TollFreeDestinationSet",
@@ -471,7 +479,9 @@ class AuditLog(Base):
     )
     """The tenant the target belongs to, for per-tenant views; null for operators."""
     action: Mapped[str] = mapped_column(String(64))
-    """`account.create`, `account.update`, `account.delete`, `account.password_change`,
+    """What was done: `<entity>.create|update|delete` for tenant, site, mobile_line,
+    extension, trunk, account, tollfree (and `tollfree.channels`, `tollfree.weights`...;
+    the list is in `custcon_api.audit`), `account.password_change`,
     `account.lockout`, `login.success`, `login.failure`, `auth.logout`."""
     target: Mapped[str | None] = mapped_column(String(256))
     """What was acted on: an account's login name (as typed, for a failed login)."""
@@ -688,3 +698,37 @@ class TollFreeAccountGrant(Base):
 
     tollfree_number: Mapped[TollFreeNumber] = relationship(back_populates="grants")
     account: Mapped[Account] = relationship()
+
+
+class TollFreeCallRecordRow(Base):
+    """One finished toll-free call (`cloudpbx.callrecords.TollFreeCallRecord`), as stored.
+
+    The traffic statistics (`cloudpbx.statistics`) are computed from these rows only.
+    """
+
+    __tablename__ = "tollfree_call_record"
+    __table_args__ = (
+        Index(
+            "ix_tollfree_call_record_tollfree_number_arrival_time",
+            "tollfree_number",
+            "arrival_time",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(256), unique=True)
+    """The caller leg's Call-ID: the key that makes a replayed record harmless."""
+    tollfree_number: Mapped[str] = mapped_column(String(16))
+    """National form, `0120000111`."""
+    tenant_name: Mapped[str] = mapped_column(String(64))
+    caller: Mapped[str] = mapped_column(String(64))
+    destination: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The destination connected or tried last; null when none was tried."""
+    category: Mapped[TollFreeCategory] = mapped_column(
+        _string_enum(TollFreeCategory, "tollfree_call_category")
+    )
+    final_status: Mapped[int] = mapped_column(Integer)
+    arrival_time: Mapped[float] = mapped_column(Float)
+    """Unix time in seconds."""
+    answer_time: Mapped[float | None] = mapped_column(Float, default=None)
+    end_time: Mapped[float] = mapped_column(Float)

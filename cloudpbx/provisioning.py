@@ -65,16 +65,35 @@ Rules:
   stored as argon2id hashes only. A hash is salted, so a re-run does not rehash: the file's
   password is verified against the stored hash and only a mismatch writes a new hash
   (and revokes the account's API tokens, as a password change through the API does).
-- Every account created or updated writes an `audit_log` row (actor `(provisioning)`)
-  in the same transaction; an unchanged account writes nothing. Other entries are not
-  audited here: the operator who runs a file is outside the API's accounts.
+- Audit (issue 4: who, when, what, before and after): every entry the file creates or
+  changes writes one `audit_log` row in the same transaction, and an unchanged entry
+  writes nothing, so a second run of the same file writes no row. Actor
+  `PROVISIONING_ACTOR` (`(provisioning)`: the operator who runs a file is outside the
+  API's accounts), `at` the run's one clock reading, `tenant_id` the entry's tenant
+  (null for an operator account or a carrier-wide trunk), `before` null when created.
+  Actions, targets and views are the API's (`cloudpbx.audit_views`, shared with
+  `custcon_api`, and `Account.audit_view`): `tenant.create|update` (the tenant's name),
+  `site.create` (`TENANT/SITE`; a file never changes a site), `mobile_line.create|update`
+  (the MSISDN), `extension.create|update` (`TENANT/NUMBER`), `trunk.create|update` (the
+  name), `account.create|update` (the login name), `tollfree.create|update` (the
+  number). A toll-free number is one entry: its destination sets, schedules, designated
+  areas and grants are part of its value (the file replaces them whole), so one row
+  with the whole number's view (`tollfree_number_view`, as the API's `tollfree.create`)
+  records them; `tollfree.update` is provisioning's, where the API writes one row per
+  part it changes (`tollfree.contract`, `tollfree.schedule.update`, ...).
+- Views never hold a password or HA1, so a change of a password (or of a value no view
+  shows, such as a toll-free number's out-of-area announcement) writes an update row
+  whose `before` and `after` are equal: the row still says who changed the entry, when.
+- The rows are added after every entry is applied (one flush first): a new tenant then
+  has its id, and each `after` view is the run's final state; rows are in the order
+  the entries were applied (tenants with their sites and lines, trunks, extensions,
+  accounts, toll-free numbers).
 """
 
 from __future__ import annotations
 
 import datetime
-import ipaddress
-import re
+import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -96,6 +115,14 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from cloudpbx.audit_views import (
+    extension_view,
+    mobile_line_view,
+    site_view,
+    tenant_view,
+    tollfree_number_view,
+    trunk_view,
+)
 from cloudpbx.domain import (
     MAX_ACCOUNTS_PER_TOLLFREE_NUMBER,
     MAX_PASSWORD_LENGTH,
@@ -142,14 +169,17 @@ from cloudpbx.rules import (
     channel_setting_problem,
     destination_set_problems,
     normalize_050_number,
+    normalize_ip_address,
     normalize_msisdn,
     normalize_national_number,
+    normalize_sip_domain,
     normalize_tollfree_number,
+    parse_source_address,
     parse_time_of_day,
     same_contract_holder,
     schedule_overlaps,
 )
-from cloudpbx.snapshot import TrunkSource, canonical_address
+from cloudpbx.snapshot import TrunkSource
 
 __all__ = [
     "ChangeCounts",
@@ -163,52 +193,11 @@ __all__ = [
 
 # --- the file's shape ------------------------------------------------------------------
 
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
-)
-
-
-def _check_sip_domain(text: str) -> str:
-    address = canonical_address(text)
-    if address is not None:
-        return address
-    lowered = text.lower()
-    if not _HOSTNAME.match(lowered):
-        raise ValueError("must be a host name or an IP address")
-    return lowered
-
-
-def _check_ip(text: str) -> str:
-    address = canonical_address(text)
-    if address is None:
-        raise ValueError("must be an IP address (the switch does not resolve names)")
-    return address
-
-
 def _parse_source(value: object) -> TrunkSource:
-    """`ADDRESS`, `IPv4:PORT`, `[IPv6]` or `[IPv6]:PORT`."""
+    """A trusted source (`cloudpbx.rules.parse_source_address`)."""
     if not isinstance(value, str):
         raise ValueError("must be a string: an IP address with an optional :port")
-    text = value.strip()
-    port_text: str | None = None
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError("must be ADDRESS, IPv4:PORT or [IPv6]:PORT")
-        port_text = rest[1:] if rest else None
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:
-        host = text
-    try:
-        address = str(ipaddress.ip_address(host))
-    except ValueError:
-        raise ValueError(f"{host!r} is not an IP address") from None
-    port: int | None = None
-    if port_text is not None:
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-            raise ValueError(f"{port_text!r} is not a port number (1-65535)")
-        port = int(port_text)
+    address, port = parse_source_address(value)
     return TrunkSource(address=address, port=port)
 
 
@@ -353,7 +342,7 @@ class TenantSpec(_Spec):
 
     name: Name
     contract_holder_name: HolderName
-    sip_domain: Annotated[str, Strict(), AfterValidator(_check_sip_domain)]
+    sip_domain: Annotated[str, Strict(), AfterValidator(normalize_sip_domain)]
     address: Annotated[str, Strict(), StringConstraints(strip_whitespace=True)] = ""
     basic_contract: Annotated[
         str, Strict(), StringConstraints(strip_whitespace=True, max_length=64)
@@ -369,7 +358,7 @@ class TrunkSpec(_Spec):
     name: Name
     kind: TrunkKind = TrunkKind.PSTN
     tenant: Name | None = None
-    host: Annotated[str, Strict(), AfterValidator(_check_ip)]
+    host: Annotated[str, Strict(), AfterValidator(normalize_ip_address)]
     port: Port = 5060
     transport: Transport = Transport.UDP
     capacity: Annotated[int, Strict(), Field(ge=0)] | None = None
@@ -1079,14 +1068,74 @@ def _apply_credential(extension: Extension, spec: ExtensionSpec, realm: str) -> 
     return _assign(extension.credential, values)
 
 
+PROVISIONING_ACTOR = "(provisioning)"
+"""The audit log's actor for rows written by a provisioning file (no login has brackets)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """An entry the run created or changed, audited when the run's rows are flushed."""
+
+    action: str
+    target: str
+    tenant: Tenant | None
+    """The entry's tenant (its row may not have an id yet); None for carrier-wide ones."""
+    before: dict[str, object] | None
+    """The view before the run changed it; None when the run created it."""
+    after: Callable[[], dict[str, object]]
+    """The view, taken once every change of the run is applied."""
+
+
+@dataclass(slots=True)
+class _AuditTrail:
+    """The audit rows of one run, in the order the entries were applied."""
+
+    changes: list[_Change] = field(default_factory=list)
+
+    def note(
+        self,
+        kind: str,
+        *,
+        created: bool,
+        target: str,
+        tenant: Tenant | None,
+        before: dict[str, object] | None,
+        after: Callable[[], dict[str, object]],
+    ) -> None:
+        """Record that an entry of `kind` (`tenant`, `tollfree`, ...) was created or changed."""
+        action = f"{kind}.create" if created else f"{kind}.update"
+        self.changes.append(_Change(action, target, tenant, None if created else before, after))
+
+    def write(self, session: Session, now: float) -> None:
+        """Add one `audit_log` row per change to `session` (the caller commits)."""
+        if not self.changes:
+            return
+        # New tenants get their ids, and the views read the run's final state.
+        session.flush()
+        for change in self.changes:
+            session.add(
+                AuditLog(
+                    at=now,
+                    actor=PROVISIONING_ACTOR,
+                    tenant_id=None if change.tenant is None else change.tenant.id,
+                    action=change.action,
+                    target=change.target,
+                    before=change.before,
+                    after=change.after(),
+                )
+            )
+
+
 @dataclass(slots=True)
 class _Applied:
-    """Rows written so far in this run, by the natural keys the file uses."""
+    """Rows written so far in this run, by the natural keys the file uses, and the
+    changes to audit."""
 
     tenants: dict[str, Tenant] = field(default_factory=dict)
     sites: dict[tuple[str, str], Site] = field(default_factory=dict)
     mobile_lines: dict[str, MobileLine] = field(default_factory=dict)
     trunks: dict[str, Trunk] = field(default_factory=dict)
+    audit: _AuditTrail = field(default_factory=_AuditTrail)
 
 
 def _apply_tenant(
@@ -1104,9 +1153,12 @@ def _apply_tenant(
         )
     ).one_or_none()
     created = tenant is None
+    before = None
     if tenant is None:
         tenant = Tenant(name=spec.name)
         session.add(tenant)
+    else:
+        before = tenant_view(tenant)
     changed = _assign(
         tenant,
         {
@@ -1118,6 +1170,15 @@ def _apply_tenant(
     )
     result.tenants.count(created, changed)
     applied.tenants[spec.name] = tenant
+    if created or changed:
+        applied.audit.note(
+            "tenant",
+            created=created,
+            target=tenant.name,
+            tenant=tenant,
+            before=before,
+            after=functools.partial(tenant_view, tenant),
+        )
 
     sites = {site.name: site for site in tenant.sites}
     for site_spec in spec.sites:
@@ -1126,6 +1187,14 @@ def _apply_tenant(
             site = Site(name=site_spec.name, tenant=tenant)
             session.add(site)  # SQLAlchemy 2 does not cascade along the backref
             sites[site_spec.name] = site
+            applied.audit.note(
+                "site",
+                created=True,
+                target=f"{spec.name}/{site_spec.name}",
+                tenant=tenant,
+                before=None,
+                after=functools.partial(site_view, site),
+            )
         applied.sites[(spec.name, site_spec.name)] = sites[site_spec.name]
         result.sites.count(site_created, changed=False)
 
@@ -1137,10 +1206,13 @@ def _apply_tenant(
     for line_spec in spec.mobile_lines:
         line = stored_lines.get(line_spec.msisdn)
         line_created = line is None
+        line_before = None
         if line is None:
             # `abroad` is state, not configuration: a new line starts at home.
             line = MobileLine(msisdn=line_spec.msisdn, abroad=False)
             session.add(line)
+        else:
+            line_before = mobile_line_view(line)
         line_changed = _relate(line, "tenant", tenant)
         line_changed |= _assign(
             line,
@@ -1155,6 +1227,15 @@ def _apply_tenant(
         )
         applied.mobile_lines[line_spec.msisdn] = line
         result.mobile_lines.count(line_created, line_changed)
+        if line_created or line_changed:
+            applied.audit.note(
+                "mobile_line",
+                created=line_created,
+                target=line.msisdn,
+                tenant=tenant,
+                before=line_before,
+                after=functools.partial(mobile_line_view, line),
+            )
 
 
 def _apply_extensions(
@@ -1170,10 +1251,13 @@ def _apply_extensions(
     for extension_spec in spec.extensions:
         extension = extensions.get(extension_spec.number)
         created = extension is None
+        before = None
         if extension is None:
             extension = Extension(number=extension_spec.number, tenant=tenant)
             session.add(extension)
             extensions[extension_spec.number] = extension
+        else:
+            before = extension_view(extension)
         kind = extension_spec.kind
         fixed = kind is ExtensionKind.FIXED_IP_PHONE
         mobile = kind is ExtensionKind.MOBILE
@@ -1207,6 +1291,16 @@ def _apply_extensions(
             if fixed or extension.credential is not None:
                 changed |= _apply_credential(extension, extension_spec, realm=spec.sip_domain)
         result.extensions.count(created, changed)
+        if created or changed:
+            # A new password alone leaves the view as it was: the view has no secrets.
+            applied.audit.note(
+                "extension",
+                created=created,
+                target=f"{spec.name}/{extension.number}",
+                tenant=tenant,
+                before=before,
+                after=functools.partial(extension_view, extension),
+            )
 
     # The file's own extensions do not overlap (checked before writing); extensions it
     # does not mention may still cover its numbers.
@@ -1240,9 +1334,12 @@ def _apply_trunk(
         select(Trunk).where(Trunk.name == spec.name).options(selectinload(Trunk.source_addresses))
     ).one_or_none()
     created = trunk is None
+    before = None
     if trunk is None:
         trunk = Trunk(name=spec.name)
         session.add(trunk)
+    else:
+        before = trunk_view(trunk)
     tenant = None if spec.tenant is None else applied.tenants[spec.tenant]
     changed = _relate(trunk, "tenant", tenant)
     username = spec.username
@@ -1276,10 +1373,15 @@ def _apply_trunk(
         changed = True
     applied.trunks[spec.name] = trunk
     result.trunks.count(created, changed)
-
-
-PROVISIONING_ACTOR = "(provisioning)"
-"""The audit log's actor for rows written by a provisioning file (no login has brackets)."""
+    if created or changed:
+        applied.audit.note(
+            "trunk",
+            created=created,
+            target=trunk.name,
+            tenant=tenant,
+            before=before,
+            after=functools.partial(trunk_view, trunk),
+        )
 
 
 def _apply_account(
@@ -1327,17 +1429,13 @@ def _apply_account(
         changed |= _assign(account, {"role": spec.role, "disabled": spec.disabled})
     result.accounts.count(created, changed)
     if changed:
-        session.flush()
-        session.add(
-            AuditLog(
-                at=now,
-                actor=PROVISIONING_ACTOR,
-                tenant_id=account.tenant_id,
-                action="account.create" if created else "account.update",
-                target=account.login,
-                before=before,
-                after=account.audit_view(),
-            )
+        applied.audit.note(
+            "account",
+            created=created,
+            target=account.login,
+            tenant=tenant,
+            before=before,
+            after=account.audit_view,
         )
 
 
@@ -1491,11 +1589,15 @@ def _apply_tollfree_number(
         )
     ).one_or_none()
     created = number is None
+    before = None
     if number is None:
         number = TollFreeNumber(number=spec.number)
         session.add(number)
+    else:
+        before = tollfree_number_view(number)
+    tenant = applied.tenants[spec.tenant]
     with session.no_autoflush:
-        changed = _relate(number, "tenant", applied.tenants[spec.tenant])
+        changed = _relate(number, "tenant", tenant)
         changed |= _assign(
             number,
             {
@@ -1524,6 +1626,15 @@ def _apply_tollfree_number(
         changed = True
     changed |= _apply_grants(session, number, spec)
     result.tollfree_numbers.count(created, changed)
+    if created or changed:
+        applied.audit.note(
+            "tollfree",
+            created=created,
+            target=number.number,
+            tenant=tenant,
+            before=before,
+            after=functools.partial(tollfree_number_view, number),
+        )
 
 
 def provision(
@@ -1543,6 +1654,7 @@ def provision(
     """
     document = load_provisioning_file(path)
     result = ProvisioningResult()
+    now = clock()
     try:
         applied = _Applied()
         # Order of references: tenants (sites, lines) <- trunks <- extensions <- accounts
@@ -1557,11 +1669,11 @@ def provision(
         if conflicts:
             session.rollback()
             raise ProvisioningError(path, conflicts)
-        now = clock()
         for account_spec in document.accounts:
             _apply_account(session, account_spec, applied, now, result)
         for tollfree_spec in document.tollfree_numbers:
             _apply_tollfree_number(session, tollfree_spec, applied, result)
+        applied.audit.write(session, now)
         session.commit()
     except IntegrityError as error:
         session.rollback()

@@ -23,6 +23,9 @@ Rules:
   would be ambiguous). An after-hours range may overlap a destination-change range:
   after-hours wins (issue 5).
 - The channel setting is 0 to the contracted channels.
+- A SIP domain is a host name (lower case) or an IP literal (canonical); a trunk's host
+  and trusted sources are IP literals (the switch does not resolve names), a source
+  optionally with a port: `ADDRESS`, `IPv4:PORT`, `[IPv6]` or `[IPv6]:PORT`.
 - Same contract holder: names compare after Unicode NFKC normalisation with all white
   space removed (`デモ株式会社` == `デモ 株式会社`; full-width and half-width forms match).
 """
@@ -30,6 +33,7 @@ Rules:
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -53,6 +57,9 @@ __all__ = [
     "channel_setting_problem",
     "destination_set_problems",
     "format_time_of_day",
+    "normalize_ip_address",
+    "normalize_sip_domain",
+    "parse_source_address",
     "normalize_050_number",
     "normalize_msisdn",
     "normalize_national_number",
@@ -294,3 +301,67 @@ def _holder_key(name: str) -> str:
 def same_contract_holder(first: str, second: str) -> bool:
     """True when two contract holder names name the same holder (see the module rules)."""
     return _holder_key(first) == _holder_key(second)
+
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+
+
+def normalize_ip_address(text: str) -> str:
+    """The canonical text of an IP literal (brackets allowed for IPv6).
+
+    Raises:
+        ValueError: not an IP literal.
+    """
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError("must be an IP address (the switch does not resolve names)") from None
+
+
+def normalize_sip_domain(text: str) -> str:
+    """A tenant's SIP domain: a canonical IP literal or a lower-case host name.
+
+    Raises:
+        ValueError: neither.
+    """
+    try:
+        return normalize_ip_address(text)
+    except ValueError:
+        pass
+    lowered = text.lower()
+    if not _HOSTNAME.match(lowered):
+        raise ValueError("must be a host name or an IP address")
+    return lowered
+
+
+def parse_source_address(text: str) -> tuple[str, int | None]:
+    """(canonical address, port or None) of `ADDRESS`, `IPv4:PORT`, `[IPv6]` or
+    `[IPv6]:PORT`.
+
+    Raises:
+        ValueError: none of these forms.
+    """
+    text = text.strip()
+    port_text: str | None = None
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError("must be ADDRESS, IPv4:PORT or [IPv6]:PORT")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host = text
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ValueError("must be an IP address with an optional :port") from None
+    if port_text is None:
+        return address, None
+    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError("the port must be a number from 1 to 65535")
+    return address, int(port_text)

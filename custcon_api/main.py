@@ -36,6 +36,7 @@ from custcon_api.deps import AppContext
 from custcon_api.operator.router import router as operator_router
 from custcon_api.pbx.router import router as pbx_router
 from custcon_api.settings import CustconSettings
+from custcon_api.statistics.router import router as statistics_router
 from custcon_api.tollfree.router import router as tollfree_router
 
 __all__ = ["create_app"]
@@ -84,4 +85,5 @@ def create_app(
     app.include_router(pbx_router)
     app.include_router(tollfree_router)
     app.include_router(auditlog_router)
+    app.include_router(statistics_router)
     return app

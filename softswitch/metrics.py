@@ -27,6 +27,9 @@ Rules:
   installed snapshot (cached until the next install). One that raises is logged once per
   snapshot and counted (`softswitch_metrics_snapshot_collector_errors_total`); the rest
   of the scrape is served.
+- Other families come from `collectors`: functions `() -> Iterable[Metric]` run at each
+  scrape (e.g. `tollfree_call_collector`, over the live counter of
+  `softswitch.tollfree_metrics.CountingSink`, copied once like every counter).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from cloudpbx.snapshot import ConfigSnapshot
 
 __all__ = [
     "DEFAULT_SNAPSHOT_COLLECTORS",
+    "Collector",
     "CounterSource",
     "GaugeSource",
     "InstalledSnapshot",
@@ -57,6 +61,7 @@ __all__ = [
     "SnapshotCollector",
     "SwitchCollector",
     "config_size_gauges",
+    "tollfree_call_collector",
     "tollfree_gauges",
     "switch_registry",
 ]
@@ -66,6 +71,8 @@ logger = logging.getLogger("softswitch.metrics")
 NAMESPACE = "softswitch"
 SnapshotCollector = Callable[[ConfigSnapshot], Iterable[Metric]]
 """Gauges (or any metric) computed from the snapshot in force (module rules)."""
+Collector = Callable[[], Iterable[Metric]]
+"""Any metric, computed at each scrape (module rules)."""
 
 _LABELS = {
     "requests": "method",
@@ -159,6 +166,23 @@ def tollfree_gauges(snapshot: ConfigSnapshot) -> Iterator[Metric]:
     yield channels
 
 
+def tollfree_call_collector(calls: Mapping[tuple[str, str], int]) -> Collector:
+    """`softswitch_tollfree_calls_total{tollfree_number,category}` from the live counter
+    `calls` ((number, category) -> records; `CountingSink.calls`)."""
+
+    def collect() -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            _metric_name("tollfree_calls"),
+            "Toll-free calls ended since start, by toll-free number and category",
+            labels=["tollfree_number", "category"],
+        )
+        for (number, category), value in sorted(dict(calls).items()):  # one atomic copy
+            family.add_metric([number, category], value)
+        yield family
+
+    return collect
+
+
 DEFAULT_SNAPSHOT_COLLECTORS: tuple[SnapshotCollector, ...] = (config_size_gauges, tollfree_gauges)
 """Snapshot gauges every switch exposes (append new ones here)."""
 
@@ -172,8 +196,10 @@ class SwitchCollector:
         gauges: Sequence[GaugeSource] = (),
         installed: InstalledSnapshot | None = None,
         snapshot_collectors: Sequence[SnapshotCollector] = DEFAULT_SNAPSHOT_COLLECTORS,
+        collectors: Sequence[Collector] = (),
     ) -> None:
         self._counters = tuple(counters)
+        self._collectors = tuple(collectors)
         self._gauges = tuple(gauges)
         self._installed = installed
         self._snapshot_collectors = list(snapshot_collectors)
@@ -195,6 +221,8 @@ class SwitchCollector:
     def collect(self) -> Iterator[Metric]:
         for source in self._counters:
             yield from _counter_families(source)
+        for collector in self._collectors:
+            yield from collector()
         for gauge in self._gauges:
             value = gauge.read()
             if value is not None:

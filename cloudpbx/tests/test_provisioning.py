@@ -282,7 +282,7 @@ def test_bad_ip_in_trusted_sources(tmp_path: Path) -> None:
     data = _demo()
     data["trunks"][0]["trusted_sources"] = ["127.0.0.2", "127.0.0.300:5060"]
     assert _refusal(tmp_path, data) == [
-        ("trunks[0].trusted_sources[1]", "'127.0.0.300' is not an IP address")
+        ("trunks[0].trusted_sources[1]", "must be an IP address with an optional :port")
     ]
 
 

@@ -14,8 +14,6 @@ Rules:
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from typing import Annotated, Any
 
 from pydantic import (
@@ -35,8 +33,13 @@ from cloudpbx.domain import (
     Transport,
     TrunkKind,
 )
-from cloudpbx.rules import normalize_050_number, normalize_msisdn
-from cloudpbx.snapshot import canonical_address
+from cloudpbx.rules import (
+    normalize_050_number,
+    normalize_ip_address,
+    normalize_msisdn,
+    normalize_sip_domain,
+    parse_source_address,
+)
 from custcon_api.pbx.views import format_source
 
 __all__ = [
@@ -58,61 +61,10 @@ __all__ = [
     "TrunkPublic",
     "TrunkUpdate",
     "USER_EXTENSION_FIELDS",
-    "parse_source",
 ]
 
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
-)
-
-
-def _check_sip_domain(text: str) -> str:
-    address = canonical_address(text)
-    if address is not None:
-        return address
-    lowered = text.lower()
-    if not _HOSTNAME.match(lowered):
-        raise ValueError("must be a host name or an IP address")
-    return lowered
-
-
-def _check_ip(text: str) -> str:
-    address = canonical_address(text)
-    if address is None:
-        raise ValueError("must be an IP address (the switch does not resolve names)")
-    return address
-
-
-def parse_source(text: str) -> tuple[str, int | None]:
-    """(address, port or None) of `ADDRESS`, `IPv4:PORT`, `[IPv6]` or `[IPv6]:PORT`.
-
-    Raises:
-        ValueError: none of these forms.
-    """
-    text = text.strip()
-    port_text: str | None = None
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError("must be ADDRESS, IPv4:PORT or [IPv6]:PORT")
-        port_text = rest[1:] if rest else None
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:
-        host = text
-    try:
-        address = str(ipaddress.ip_address(host))
-    except ValueError:
-        raise ValueError("must be an IP address with an optional :port") from None
-    if port_text is None:
-        return address, None
-    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError("the port must be a number from 1 to 65535")
-    return address, int(port_text)
-
-
 def _check_source(text: str) -> str:
-    return format_source(*parse_source(text))
+    return format_source(*parse_source_address(text))
 
 
 def _check_algorithms(algorithms: list[DigestAlgorithm]) -> list[DigestAlgorithm]:
@@ -124,7 +76,7 @@ def _check_algorithms(algorithms: list[DigestAlgorithm]) -> list[DigestAlgorithm
 TenantName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 """Short identifier of a tenant (`demo`): lower case, as in account logins `LOCAL@TENANT`."""
 HolderName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
-SipDomain = Annotated[str, StringConstraints(max_length=256), AfterValidator(_check_sip_domain)]
+SipDomain = Annotated[str, StringConstraints(max_length=256), AfterValidator(normalize_sip_domain)]
 Msisdn = Annotated[str, StringConstraints(max_length=32), AfterValidator(normalize_msisdn)]
 Number050 = Annotated[str, StringConstraints(max_length=32), AfterValidator(normalize_050_number)]
 SiteName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
@@ -141,7 +93,7 @@ TrustedSource = Annotated[str, StringConstraints(max_length=64), AfterValidator(
 
 PostalAddress = Annotated[str, StringConstraints(max_length=1024)]
 BasicContract = Annotated[str, StringConstraints(max_length=64)]
-IpAddress = Annotated[str, StringConstraints(max_length=64), AfterValidator(_check_ip)]
+IpAddress = Annotated[str, StringConstraints(max_length=64), AfterValidator(normalize_ip_address)]
 DisplayName = Annotated[str, StringConstraints(max_length=128)]
 AuthUsername = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 AuthRealm = Annotated[str, StringConstraints(min_length=1, max_length=256)]

@@ -29,10 +29,11 @@ from sqlalchemy.orm import Session
 
 from cloudpbx.domain import AccountRole, DigestAlgorithm, TrunkKind, compute_ha1
 from cloudpbx.models import Extension, Tenant, Trunk, TrunkSourceAddress
+from cloudpbx.rules import parse_source_address
 from custcon_api.deps import AppContext, Principal
 from custcon_api.errors import Conflict, FieldProblem, Forbidden, InvalidFields, NotFound
 from custcon_api.pbx.access import commit_change, require_operator
-from custcon_api.pbx.schemas import TrunkCreate, TrunkUpdate, parse_source
+from custcon_api.pbx.schemas import TrunkCreate, TrunkUpdate
 from custcon_api.pbx.views import trunk_view
 
 __all__ = ["create_trunk", "delete_trunk", "get_trunk", "list_trunks", "update_trunk"]
@@ -100,7 +101,7 @@ def _sources(
     """The parsed sources; 422 for a repeat, 409 for another trunk's."""
     parsed: list[tuple[str, int | None]] = []
     for index, text in enumerate(texts):
-        source = parse_source(text)  # the schema validated the text already
+        source = parse_source_address(text)  # the schema validated the text already
         if source in parsed:
             problems.append(
                 FieldProblem(f"trusted_sources[{index}]", "duplicate", "is listed twice")

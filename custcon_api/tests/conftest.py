@@ -11,6 +11,7 @@ same rows. Without a PostgreSQL server the `postgresql` half fails; it is never 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import shutil
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloudpbx.db import create_engine_for, create_session_factory, upgrade
 from cloudpbx.domain import use_password_hasher
+from cloudpbx.notify import ChangeNotifier
 from cloudpbx.provisioning import provision
 from cloudpbx.testing.fixtures import (  # noqa: F401  (fixtures, registered by import)
     backend_fixture,
@@ -195,3 +197,39 @@ def token_for(client: TestClient, username: str) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+class Subscriber:
+    """A notifier subscriber on a loop of its own that the test runs when it looks."""
+
+    def __init__(self, notifier: ChangeNotifier) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.topics: list[str] = []
+        notifier.subscribe(self.topics.append, self.loop)
+
+    def received(self) -> list[str]:
+        """Topics delivered since the last look (runs the callbacks queued on the loop)."""
+        self.loop.run_until_complete(asyncio.sleep(0))
+        topics, self.topics[:] = list(self.topics), []
+        return topics
+
+
+@pytest.fixture
+def notifier() -> ChangeNotifier:
+    return ChangeNotifier()
+
+
+@pytest.fixture
+def subscriber(notifier: ChangeNotifier) -> Iterator[Subscriber]:
+    subscriber = Subscriber(notifier)
+    yield subscriber
+    subscriber.loop.close()
+
+
+@pytest.fixture
+def notifying_client(
+    session_factory: sessionmaker[Session], clock: FakeClock, notifier: ChangeNotifier
+) -> Iterator[TestClient]:
+    """The app publishing on `notifier` (which `subscriber` listens to)."""
+    with TestClient(create_app(session_factory, clock=clock, notifier=notifier)) as client:
+        yield client

@@ -40,6 +40,7 @@ SEPARATELY_TESTED = {
     ("POST", "/api/v1/operator/reload"),
     ("GET", TOLLFREE_BASE),
     ("POST", TOLLFREE_BASE),
+    ("GET", TOLLFREE_BASE + "/{number}/statistics"),  # test_statistics.py: test_who_may_read
 }
 
 

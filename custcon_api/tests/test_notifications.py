@@ -4,56 +4,17 @@ and is refused to every other role."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloudpbx.models import AuditLog
-from cloudpbx.notify import ACCOUNTS, CONFIG, ChangeNotifier
-from custcon_api import create_app
+from cloudpbx.notify import ACCOUNTS, CONFIG
 
-from .conftest import PASSWORDS, FakeClock, bearer, log_in, token_for
+from .conftest import PASSWORDS, Subscriber, bearer, log_in, token_for
 
 RELOAD = "/api/v1/operator/reload"
-
-
-class Subscriber:
-    """A notifier subscriber on a loop of its own that the test runs when it looks."""
-
-    def __init__(self, notifier: ChangeNotifier) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.topics: list[str] = []
-        notifier.subscribe(self.topics.append, self.loop)
-
-    def received(self) -> list[str]:
-        """Topics delivered so far (runs the callbacks queued on the loop)."""
-        self.loop.run_until_complete(asyncio.sleep(0))
-        topics, self.topics[:] = list(self.topics), []
-        return topics
-
-
-@pytest.fixture
-def notifier() -> ChangeNotifier:
-    return ChangeNotifier()
-
-
-@pytest.fixture
-def subscriber(notifier: ChangeNotifier) -> Iterator[Subscriber]:
-    subscriber = Subscriber(notifier)
-    yield subscriber
-    subscriber.loop.close()
-
-
-@pytest.fixture
-def notifying_client(
-    session_factory: sessionmaker[Session], clock: FakeClock, notifier: ChangeNotifier
-) -> Iterator[TestClient]:
-    with TestClient(create_app(session_factory, clock=clock, notifier=notifier)) as client:
-        yield client
 
 
 def test_account_changes_are_published_after_commit(

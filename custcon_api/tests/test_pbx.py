@@ -5,7 +5,6 @@ status, the body, the rows, the audit rows and the published `config` notificati
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,11 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloudpbx.domain import DigestAlgorithm, compute_ha1
 from cloudpbx.models import AuditLog, Extension, MobileLine, Site, Tenant, Trunk
-from cloudpbx.notify import CONFIG, ChangeNotifier
-from custcon_api import create_app
+from cloudpbx.notify import CONFIG
+from cloudpbx.provisioning import PROVISIONING_ACTOR
 
-from .conftest import FakeClock, bearer, token_for
-from .test_notifications import Subscriber
+from .conftest import Subscriber, bearer, token_for
 
 TENANTS = "/api/v1/tenants"
 TRUNKS = "/api/v1/trunks"
@@ -28,23 +26,8 @@ HOLDER = "デモ株式会社"
 
 
 @pytest.fixture
-def notifier() -> ChangeNotifier:
-    return ChangeNotifier()
-
-
-@pytest.fixture
-def subscriber(notifier: ChangeNotifier) -> Iterator[Subscriber]:
-    subscriber = Subscriber(notifier)
-    yield subscriber
-    subscriber.loop.close()
-
-
-@pytest.fixture
-def api(
-    session_factory: sessionmaker[Session], clock: FakeClock, notifier: ChangeNotifier
-) -> Iterator[TestClient]:
-    with TestClient(create_app(session_factory, clock=clock, notifier=notifier)) as client:
-        yield client
+def api(notifying_client: TestClient) -> TestClient:
+    return notifying_client
 
 
 @pytest.fixture
@@ -58,9 +41,14 @@ def admin(api: TestClient) -> dict[str, str]:
 
 
 def audit_rows(session_factory: sessionmaker[Session], action: str) -> list[AuditLog]:
+    """The API's audit rows of `action` (not the demo provisioning's)."""
     with session_factory() as session:
         return list(
-            session.scalars(select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id))
+            session.scalars(
+                select(AuditLog)
+                .where(AuditLog.action == action, AuditLog.actor != PROVISIONING_ACTOR)
+                .order_by(AuditLog.id)
+            )
         )
 
 

@@ -24,8 +24,7 @@ from custcon_api.pbx import ENDPOINT_ROLES
 from custcon_api.pbx.router import router as pbx_router
 from custcon_api.security import new_token, token_digest
 
-from .conftest import START, FakeClock, bearer, token_for
-from .test_notifications import Subscriber
+from .conftest import START, FakeClock, Subscriber, bearer, token_for
 
 ROLES = {
     "operator": "operator",
@@ -231,18 +230,6 @@ def _allowed(endpoint: Endpoint, role: str, target: str) -> int | None:
     if role == "user" and "user:own" in endpoint.allowed and target == "own":
         return endpoint.status
     return None
-
-
-@pytest.fixture
-def notifier() -> ChangeNotifier:
-    return ChangeNotifier()
-
-
-@pytest.fixture
-def subscriber(notifier: ChangeNotifier) -> Iterator[Subscriber]:
-    subscriber = Subscriber(notifier)
-    yield subscriber
-    subscriber.loop.close()
 
 
 @pytest.fixture

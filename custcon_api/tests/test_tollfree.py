@@ -11,8 +11,6 @@ has its own toll-free number 0120-000-111.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +31,9 @@ from cloudpbx.models import (
     TollFreeSchedule,
     Trunk,
 )
-from cloudpbx.notify import ACCOUNTS, CONFIG, ChangeNotifier
-from custcon_api import create_app
+from cloudpbx.notify import ACCOUNTS, CONFIG
 
-from .conftest import FakeClock, bearer, token_for
+from .conftest import FakeClock, Subscriber, bearer, token_for
 
 BASE = "/api/v1/tollfree-numbers"
 NUMBER = "0120000222"
@@ -51,39 +48,9 @@ DEFAULT_SET = [
 ]
 
 
-class Subscriber:
-    """A notifier subscriber on a loop of its own that the test runs when it looks."""
-
-    def __init__(self, notifier: ChangeNotifier) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.topics: list[str] = []
-        notifier.subscribe(self.topics.append, self.loop)
-
-    def received(self) -> list[str]:
-        """Topics delivered since the last look."""
-        self.loop.run_until_complete(asyncio.sleep(0))
-        topics, self.topics[:] = list(self.topics), []
-        return topics
-
-
 @pytest.fixture
-def notifier() -> ChangeNotifier:
-    return ChangeNotifier()
-
-
-@pytest.fixture
-def subscriber(notifier: ChangeNotifier) -> Iterator[Subscriber]:
-    subscriber = Subscriber(notifier)
-    yield subscriber
-    subscriber.loop.close()
-
-
-@pytest.fixture
-def api(
-    session_factory: sessionmaker[Session], clock: FakeClock, notifier: ChangeNotifier
-) -> Iterator[TestClient]:
-    with TestClient(create_app(session_factory, clock=clock, notifier=notifier)) as client:
-        yield client
+def api(notifying_client: TestClient) -> TestClient:
+    return notifying_client
 
 
 class Tokens:

@@ -65,6 +65,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from cloudpbx.audit_views import tollfree_contract_view, tollfree_number_view
 from cloudpbx.domain import (
     MAX_ACCOUNTS_PER_TOLLFREE_NUMBER,
     AccountRole,
@@ -113,7 +114,6 @@ from custcon_api.tollfree.schemas import (
     ScheduleIn,
     SchedulePublic,
     TollFreeNumberCreate,
-    TollFreeNumberPublic,
     WeightsUpdate,
 )
 
@@ -312,27 +312,17 @@ def _commit(
 
 
 def _number_view(number: TollFreeNumber) -> dict[str, object]:
-    """The whole number as the audit log keeps it on create and delete."""
-    view: dict[str, object] = TollFreeNumberPublic.of(number).model_dump(mode="json")
-    view["destination_sets"] = [
-        DestinationSetPublic.of(item).model_dump(mode="json") for item in number.destination_sets
-    ]
-    view["schedules"] = [
-        SchedulePublic.of(item).model_dump(mode="json") for item in number.schedules
-    ]
-    view["designated_areas"] = DesignatedAreas.of(number).model_dump(mode="json")
-    view["grants"] = sorted(grant.account.login for grant in number.grants)
-    return view
+    """The whole number as the audit log keeps it on create and delete.
+
+    `cloudpbx.audit_views.tollfree_number_view`: provisioning files audit numbers with
+    the same view.
+    """
+    return tollfree_number_view(number)
 
 
 def _contract_view(number: TollFreeNumber) -> dict[str, object]:
-    return {
-        "service_type": number.service_type.value,
-        "contracted_channels": number.contracted_channels,
-        "channel_setting": number.channel_setting,
-        "options": list(number.options),
-        "strict_distribution": number.strict_distribution,
-    }
+    """The contract fields `tollfree.contract` rows show (`cloudpbx.audit_views`)."""
+    return tollfree_contract_view(number)
 
 
 def _option_problems(options: Sequence[str]) -> list[FieldProblem]:
