@@ -92,7 +92,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,14 +113,18 @@ if TYPE_CHECKING:
     import uvicorn
     from sqlalchemy import Engine
 
+    from cloudpbx.callrecords import CallRecordSink
     from cloudpbx.mqtt import MqttBridge, MqttBridgeConfig
     from cloudpbx.notify import ChangeNotifier
+    from cloudpbx.recordjournal import JournalIngester, JournalSink
     from cloudpbx.reload import SnapshotReloader
     from cloudpbx.snapshot import ConfigSnapshot
+    from softswitch.b2bua.announcement_media import AnnouncementMedia
     from softswitch.b2bua.service import CallService
     from softswitch.metrics import InstalledSnapshot, MetricsServer
     from softswitch.registrar.service import RegistrarService
     from softswitch.registrar.store import DatabaseBindingStore
+    from softswitch.tollfree_metrics import CountingSink
     from softswitch.wiring import SwitchConfig, SwitchCore
 
 __all__ = ["main", "parse_host_port"]
@@ -259,8 +263,13 @@ async def _start_registrar(
 
 
 async def _start_switch_core(
-    config_store: _ConfigStore, driver: SipTransportDriver[SipEndpoint]
+    config_store: _ConfigStore,
+    driver: SipTransportDriver[SipEndpoint],
+    call_record_sink: CallRecordSink | None = None,
 ) -> tuple[RegistrarService, DatabaseBindingStore, SwitchCore]:
+    """The switch core over the store. `time.time` is its wall clock: registrar, nonces
+    and the toll-free schedules (converted to Asia/Tokyo by `softswitch.tollfree`).
+    `call_record_sink` receives the toll-free call records (None: not recorded)."""
     from cloudpbx.db import create_session_factory
     from softswitch.registrar.service import RegistrarService
     from softswitch.registrar.store import DatabaseBindingStore
@@ -272,6 +281,7 @@ async def _start_switch_core(
         driver.local_address,
         time.time,
         nonce_secret=config_store.nonce_secret,
+        call_record_sink=call_record_sink,
     )
     registrar = core.registrar
     store = DatabaseBindingStore(create_session_factory(config_store.engine), time.time)
@@ -287,6 +297,58 @@ async def _start_switch_core(
         service.counters["bindings_loaded"],
     )
     return service, store, core
+
+
+# --- toll-free call records (issue 5 part 6) -------------------------------------------
+
+
+@dataclass
+class _CallRecords:
+    """The toll-free call records' path out of the switch: the counting sink the call
+    service writes to, the journal behind it and the ingester into the store."""
+
+    sink: CountingSink
+    """What the switch core gets as `call_record_sink`; its counts are `/metrics`'."""
+    journal: JournalSink
+    ingester: JournalIngester
+
+
+def _call_records_journal_path(engine: Engine) -> Path:
+    """Next to the store's SQLite file; `data/` for another database."""
+    from cloudpbx.db import DEFAULT_DATA_DIRECTORY
+    from cloudpbx.recordjournal import JOURNAL_FILE_NAME
+
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
+        return Path(str(database)).resolve().parent / JOURNAL_FILE_NAME
+    return DEFAULT_DATA_DIRECTORY.resolve() / JOURNAL_FILE_NAME
+
+
+def _start_call_records(config_store: _ConfigStore) -> _CallRecords:
+    """Open the journal and start its ingester (`cloudpbx.recordjournal`): records are
+    appended on the loop with one `os.write` and copied into the store on a thread; the
+    ingester's first pass replays what a killed switch left in the journal.
+
+    Raises:
+        OSError: the journal cannot be opened.
+    """
+    from cloudpbx.recordjournal import JournalIngester, JournalSink
+    from softswitch.tollfree_metrics import CountingSink
+
+    path = _call_records_journal_path(config_store.engine)
+    journal = JournalSink(path)
+    ingester = JournalIngester(path, config_store.engine, journal)
+    ingester.start()
+    logger.info("toll-free call records journalled to %s", path)
+    return _CallRecords(CountingSink(journal), journal, ingester)
+
+
+async def _stop_call_records(records: _CallRecords) -> None:
+    """After the last call ended: a final ingest (on a worker thread), then close."""
+    await asyncio.to_thread(records.ingester.stop)
+    records.journal.close()
+    counters = records.journal.counters + records.ingester.counters
+    logger.info("softswitch stopped; call record counters: %s", _format_counters(counters))
 
 
 def _start_reloader(
@@ -428,6 +490,7 @@ class _Parts:
     reloader: SnapshotReloader[SwitchConfig] | None = None
     bridge: MqttBridge | None = None
     installed: InstalledSnapshot | None = None
+    call_records: _CallRecords | None = None
 
 
 def _start_metrics(address: Address, parts: _Parts) -> MetricsServer:
@@ -442,6 +505,7 @@ def _start_metrics(address: Address, parts: _Parts) -> MetricsServer:
         MetricsServer,
         SwitchCollector,
         switch_registry,
+        tollfree_call_collector,
     )
 
     counters = [
@@ -489,7 +553,22 @@ def _start_metrics(address: Address, parts: _Parts) -> MetricsServer:
                 lambda: float(bridge.connected),
             )
         )
-    collector = SwitchCollector(counters, gauges, parts.installed)
+    collectors = []
+    if parts.call_records is not None:
+        collectors.append(tollfree_call_collector(parts.call_records.sink.calls))
+        counters += [
+            CounterSource(
+                "call_record_journal",
+                parts.call_records.journal.counters,
+                always=("records", "write_failures"),
+            ),
+            CounterSource(
+                "call_record_ingester",
+                parts.call_records.ingester.counters,
+                always=("ingested", "store_failures", "malformed"),
+            ),
+        ]
+    collector = SwitchCollector(counters, gauges, parts.installed, collectors=collectors)
     return MetricsServer.start(address[0], address[1], switch_registry(collector))
 
 
@@ -564,14 +643,24 @@ async def _serve(
     api: tuple[uvicorn.Server, asyncio.Task[None]] | None = None
     bridge: MqttBridge | None = None
     installed: InstalledSnapshot | None = None
+    call_records: _CallRecords | None = None
     if config_store is not None:
         from cloudpbx.notify import ChangeNotifier
 
         try:
-            service, store, core = await _start_switch_core(config_store, driver)
+            call_records = _start_call_records(config_store)
+        except OSError as error:
+            logger.error("cannot open the call record journal: %s", error)
+            await driver.close()
+            return EXIT_TROUBLE
+        try:
+            service, store, core = await _start_switch_core(
+                config_store, driver, call_record_sink=call_records.sink
+            )
         except Exception as error:
             logger.error("cannot load the registrations: %s", describe_exception(error))
             await driver.close()
+            await _stop_call_records(call_records)
             return EXIT_TROUBLE
         calls = core.calls
         notifier = ChangeNotifier()
@@ -591,6 +680,7 @@ async def _serve(
                 await driver.close()
                 await service.close()
                 store.close()
+                await _stop_call_records(call_records)
                 return EXIT_TROUBLE
             # softswitch.runtime: the API's imports and app were allocated after the
             # start-up freeze; freezing them now spares the collector's first young pass
@@ -612,6 +702,10 @@ async def _serve(
     else:
         call_timer = _CallTimer(loop, driver, element, calls)
         driver.set_event_handler(call_timer.handle_event)
+        # Issue 5 step 5: toll-free announcements (after hours, area refusal) over RTP.
+        call_timer.media = _start_announcements(
+            loop, calls, driver.local_address[0], call_timer.after_media
+        )
 
     pacer = CollectorPacer(loop)  # softswitch.runtime: young collections on a timer
     pacer.start()
@@ -624,7 +718,9 @@ async def _serve(
     metrics: MetricsServer | None = None
     try:
         if metrics_address is not None:
-            parts = _Parts(driver, element, pacer, calls, service, reloader, bridge, installed)
+            parts = _Parts(
+                driver, element, pacer, calls, service, reloader, bridge, installed, call_records
+            )
             try:
                 metrics = _start_metrics(metrics_address, parts)
             except OSError as error:
@@ -662,6 +758,9 @@ async def _serve(
             await service.close()
         if store is not None:
             store.close()
+        if call_records is not None:
+            # After the driver: no call can end (and write a record) any more.
+            await _stop_call_records(call_records)
     logger.info("softswitch stopped; transport counters: %s", _format_counters(driver.counters))
     logger.info(
         "softswitch stopped; garbage collector: %s, longest pass %.1f ms",
@@ -687,6 +786,31 @@ async def _serve(
     return status
 
 
+def _start_announcements(
+    loop: asyncio.AbstractEventLoop,
+    calls: CallService,
+    host: str,
+    after: Callable[[], None],
+) -> AnnouncementMedia | None:
+    """The announcement players on the SIP address (issue 5 step 5), or None when the
+    address cannot go in SDP (unspecified) or the announcement files cannot be read:
+    toll-free calls then get 480/403 instead (`softswitch.b2bua.tollfree_routing`)."""
+    import ipaddress
+
+    from softswitch.b2bua.announcement_media import AnnouncementMedia
+    from softswitch.media import AnnouncementLibrary, RtpPortAllocator, WavFormatError
+
+    if ipaddress.ip_address(host).is_unspecified:
+        logger.warning("announcements disabled: the SIP address %s cannot go in SDP", host)
+        return None
+    try:
+        library = AnnouncementLibrary.load()
+    except WavFormatError as error:
+        logger.warning("announcements disabled: %s", error)
+        return None
+    return AnnouncementMedia(loop, calls, library, host, RtpPortAllocator(), after)
+
+
 class _CallTimer:
     """The asyncio shell of the call service: feeds it events, logs its records and
     keeps one `loop.call_at` armed at its next deadline (STYLE.md principle 6)."""
@@ -706,6 +830,8 @@ class _CallTimer:
         self._armed_for: float | None = None
         self.idle = asyncio.Event()
         """Set whenever no call is in progress (for draining)."""
+        self.media: AnnouncementMedia | None = None
+        """The announcement players, driven from `_after` (None: no announcements)."""
 
     def handle_event(self, event: SipEvent, now: float) -> None:
         if type(event) in _UNUSED_EVENTS:
@@ -721,6 +847,8 @@ class _CallTimer:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        if self.media is not None:
+            self.media.close()
 
     def _fire(self) -> None:
         deadline = self._armed_for
@@ -734,7 +862,14 @@ class _CallTimer:
             self._after()
             self._driver.transmit()
 
+    def after_media(self) -> None:
+        """After the announcement players reported to the call service."""
+        self._after()
+        self._driver.transmit()
+
     def _after(self) -> None:
+        if self.media is not None:
+            self.media.pump()
         while (record := self._calls.next_record()) is not None:
             if record.error:
                 call_logger.error("%s", record.log_text())

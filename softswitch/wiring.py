@@ -10,6 +10,10 @@ Rules:
 - One `AuthenticationFailureTracker` serves both too: wrong REGISTER and INVITE digests
   from one address count toward one lockout, which refuses both methods (the
   registrar's rule 0, `caller_auth` rule 2).
+- Toll-free call records (issue 5) go to the `call_record_sink` given here (None: not
+  recorded); the toll-free schedules run on `wall_clock` too (Asia/Tokyo wall time).
+  The toll-free router (rotation state, channel counts) is built once with the call
+  service and survives every `SwitchCore.install()`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cloudpbx.callrecords import CallRecordSink
 from cloudpbx.snapshot import ConfigSnapshot
 from softswitch.b2bua.caller_auth import CallerAuthenticator
 from softswitch.b2bua.service import CallService
@@ -82,6 +87,7 @@ def build_switch_core(
     wall_clock: Callable[[], float],
     new_token: Callable[[], str] | None = None,
     nonce_secret: bytes | None = None,
+    call_record_sink: CallRecordSink | None = None,
 ) -> SwitchCore:
     """Registrar and call service over `snapshot`, answering through `endpoint`.
 
@@ -91,6 +97,7 @@ def build_switch_core(
         new_token: tags for the calls' outgoing legs (default: 64 random bits, hex).
         nonce_secret: the digest nonce key (default: 32 random octets, so the nonces
             die with the process; `softswitch run` passes the stored one).
+        call_record_sink: where toll-free call records go (default: not recorded).
     """
     directory = SnapshotDirectory(snapshot)
     nonces = NonceManager(
@@ -117,5 +124,6 @@ def build_switch_core(
         wall_clock,
         f"sip:{format_address(local_address)}",
         new_token if new_token is not None else RandomTokens(),
+        call_record_sink,
     )
     return SwitchCore(registrar, calls, directory, authenticator)

@@ -40,7 +40,7 @@ from custcon_api import create_app
 from custcon_api.tests.conftest import bearer, token_for
 
 _EXCLUDED_PATHS = ("/api/v1/auth/logout", "/api/v1/me/password")
-_MAX_EXAMPLES = 15
+_MAX_EXAMPLES = 8
 _CHECKS = (
     not_a_server_error,
     status_code_conformance,

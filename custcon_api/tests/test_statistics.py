@@ -146,6 +146,8 @@ def test_japanese_headers_and_accept(client: TestClient) -> None:
     assert line[2:] == ["7", "2", "1", "1", "1", "1", "1"]
 
 
+# Who may read and what is refused do not depend on the database: SQLite only.
+@pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize(
     ("login", "status"),
     [
@@ -173,6 +175,8 @@ def test_the_refusals(client: TestClient) -> None:
     assert hidden.status_code == 403  # the same 403 as for a number that exists
 
 
+# Who may read and what is refused do not depend on the database: SQLite only.
+@pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize(
     ("query", "field"),
     [

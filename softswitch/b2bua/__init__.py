@@ -2,7 +2,12 @@
 
 Like `softswitch.sip`, nothing here touches a socket or a clock: a `Call` is driven by
 `SipEndpoint` events and `handle_timer(now)`, and acts only through the endpoint's
-send methods.
+send methods. One exception, kept apart: `announcement_media` is the asyncio adapter that
+plays announcements for the sans-I/O `announcement_call` (issue 5 step 5); nothing
+imports it but `softswitch run` and its tests.
+
+Toll-free calls (issue 5): `tollfree_routing` (admission, destinations, records),
+`announcement_call` (the switch answers itself), wired in `service.CallService`.
 """
 
 from .call import Call, CallEnded, CallResult, CallState

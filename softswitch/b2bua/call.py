@@ -68,6 +68,23 @@ Rules:
   Route, else its remote target (§12.2.1.1, §8.1.2), when that URI has a numeric host
   (RFC 3263 §4.2 needs no DNS for it); otherwise still the leg's flow. The ACK of the
   first 2xx always goes back to the branch's flow.
+- Sequential hunting (`sequential=True`, issue 5 toll-free distribution): the targets
+  are tried one at a time, in order, never in parallel. When the current target's
+  INVITE fails with a status `fails_over` accepts (408 and Timer B, 5xx, a transport
+  error), the next target gets a new INVITE (new Call-ID and From tag, §8.2.2.2) and
+  the no-answer deadline restarts for it; any other final status, or no target left,
+  answers the caller as when every parallel branch failed. `attempt` is the index of
+  the target being tried, so the owner can account per-target resources. With
+  `attempt_timeout`, a target that sent no response at all (not even 100 Trying) within
+  that many seconds counts as a 408 (its CANCEL waits for a provisional response,
+  §9.1): Timer B (32 s over UDP, §17.1.1.2) would come after the no-answer deadline.
+  A 2xx from a target given up so arrives too late: it is ACKed and ended with BYE.
+- A `TransportError` on a branch INVITE is a 503 from that branch (§8.1.3.1: "treated
+  as a 503"); on any other request of the call it is handled as that request's Timer
+  B/F timeout.
+- `status_translation` maps the final status the caller would get when every target
+  failed to another one, sent without the failed branch's reason or body (issue 5: a
+  600 Busy Everywhere from a destination becomes 486 for the toll-free caller).
 - `CallEnded.duration` is the time from the answer (2xx received) to the hang-up (BYE
   received, or sent for a missing ACK); 0 when unanswered.
 """
@@ -76,7 +93,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from softswitch.sip.endpoint import SipEndpoint
@@ -88,6 +105,7 @@ from softswitch.sip.events import (
     ResponseReceived,
     SipEvent,
     TransactionTimeout,
+    TransportError,
 )
 from softswitch.sip.flows import Flow, Transport
 from softswitch.sip.headers import parse_name_address
@@ -236,6 +254,12 @@ class Call:
             given (and not empty) it replaces `target_uri` and `target_flow`.
         follow_dialog_targets: send in-dialog requests to the dialog's route set or
             remote target when numeric, instead of the legs' flows (module rules).
+        sequential: try `targets` one at a time (module rules: sequential hunting).
+        fails_over: with `sequential`, whether a target's final status (None: no
+            answer at all) moves on to the next target; default: never.
+        status_translation: final statuses to replace when every target failed.
+        attempt_timeout: with `sequential`, seconds a target may stay silent (module
+            rules); None: until Timer B.
 
     Raises:
         LocalProtocolError: `invite` is not an INVITE with a server transaction.
@@ -253,6 +277,10 @@ class Call:
         *,
         targets: Sequence[tuple[Uri | str, Flow]] | None = None,
         follow_dialog_targets: bool = False,
+        sequential: bool = False,
+        fails_over: Callable[[int | None], bool] | None = None,
+        status_translation: Mapping[int, int] | None = None,
+        attempt_timeout: float | None = None,
     ) -> None:
         if invite.transaction_key is None or invite.request.method != "INVITE":
             raise LocalProtocolError("a Call starts from an INVITE with a server transaction")
@@ -266,6 +294,12 @@ class Call:
         self._new_token = new_token
         self._no_answer_timeout = no_answer_timeout
         self._follow_dialog_targets = follow_dialog_targets
+        self._sequential = sequential
+        self._fails_over = fails_over
+        self._status_translation: Mapping[int, int] = status_translation or {}
+        self._attempt = 0
+        self._attempt_timeout = attempt_timeout if sequential else None
+        self._attempt_deadline: float | None = None
         self.call_id = invite.request.call_id
         self.uas_leg = _Leg(invite.flow)
         self.uac_leg = _Leg(self._targets[0][1])
@@ -280,6 +314,7 @@ class Call:
         self._caller_acked = False
         self._result = CallResult.FAILED
         self._status_code = 500
+        self._max_forwards = _DEFAULT_MAX_FORWARDS - 1
         self._events: deque[CallEnded] = deque()
         self.state = CallState.CALLING
 
@@ -289,8 +324,19 @@ class Call:
         return self._events.popleft() if self._events else None
 
     def next_deadline(self) -> float | None:
-        """The no-answer deadline while the callee rings, else None."""
-        return self._deadline
+        """The no-answer deadline while the callee rings (or a silent target's
+        deadline, when earlier), else None."""
+        if self._attempt_deadline is None:
+            return self._deadline
+        if self._deadline is None:
+            return self._attempt_deadline
+        return min(self._deadline, self._attempt_deadline)
+
+    @property
+    def attempt(self) -> int:
+        """The index in the targets of the target tried now (always 0 unless
+        `sequential`); once answered, the target that answered."""
+        return self._attempt
 
     @property
     def caller_invite(self) -> Request:
@@ -340,27 +386,41 @@ class Call:
             self._answer_caller(483, None, now)
             self._end(CallResult.FAILED, now)
             return
-        for uri, flow in self._targets:
-            headers = Headers()
-            headers.add("Max-Forwards", str(max_forwards - 1))
-            headers.add("From", f"{_name_address(invite, 'from')};tag={self._new_token()}")
-            headers.add("To", _name_address(invite, "to"))
-            headers.add("Call-ID", f"{self._new_token()}@b2bua")
-            headers.add("CSeq", "1 INVITE")
-            headers.add("Contact", f"<{self._local_contact}>")
-            content_type = invite.headers.get("content-type")
-            if content_type is not None:
-                headers.add("Content-Type", content_type)
-            request = Request("INVITE", uri, headers, invite.body)
-            key = self._endpoint.send_request(request, now, flow)
-            self._branches[key] = _Branch(uri, flow, request, key, request.call_id)
+        self._max_forwards = max_forwards - 1
+        targets = self._targets[:1] if self._sequential else self._targets
+        for uri, flow in targets:
+            self._send_invite(uri, flow, now)
         self._deadline = now + self._no_answer_timeout
+        if self._attempt_timeout is not None:
+            self._attempt_deadline = now + self._attempt_timeout
+
+    def _send_invite(self, uri: str, flow: Flow, now: float) -> None:
+        """One branch: a new INVITE to `uri` over `flow` (module rules: `start`)."""
+        invite = self._uas_invite
+        headers = Headers()
+        headers.add("Max-Forwards", str(self._max_forwards))
+        headers.add("From", f"{_name_address(invite, 'from')};tag={self._new_token()}")
+        headers.add("To", _name_address(invite, "to"))
+        headers.add("Call-ID", f"{self._new_token()}@b2bua")
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", f"<{self._local_contact}>")
+        content_type = invite.headers.get("content-type")
+        if content_type is not None:
+            headers.add("Content-Type", content_type)
+        request = Request("INVITE", uri, headers, invite.body)
+        key = self._endpoint.send_request(request, now, flow)
+        self._branches[key] = _Branch(uri, flow, request, key, request.call_id)
 
     def handle_timer(self, now: float) -> None:
-        """The no-answer deadline: cancel every pending branch, answer the caller 480."""
+        """The no-answer deadline: cancel every pending branch, answer the caller 480.
+        A silent target's deadline: give it up as a 408 (module rules)."""
+        if self._attempt_deadline is not None and now >= self._attempt_deadline:
+            self._attempt_deadline = None
+            self._give_up_silent_target(now)
         if self._deadline is None or now < self._deadline:
             return
         self._deadline = None
+        self._attempt_deadline = None
         if self.state in (CallState.CALLING, CallState.RINGING):
             self._answer_caller(480, None, now)
             self._cancel_callee(CallResult.NO_ANSWER, now)
@@ -382,7 +442,10 @@ class Call:
                 self._cancel_callee(CallResult.CANCELLED, now)
             return True
         if isinstance(event, TransactionTimeout):
-            return self._on_timeout(event, now)
+            return self._on_timeout(event.transaction_key, now, 408)
+        if isinstance(event, TransportError):
+            # §8.1.3.1: a transport failure counts as a 503 from that branch.
+            return self._on_timeout(event.transaction_key, now, 503)
         return False
 
     # ================================================================ responses
@@ -407,6 +470,8 @@ class Call:
         branch = self._branches.get(key)
         if branch is None:
             return any(key == b.cancel_key for b in self._branches.values())
+        if branch.final_status is None:
+            self._attempt_deadline = None  # the target is alive (module rules)
         if response.is_provisional:
             self._on_provisional(response, now)
         elif response.is_success:
@@ -436,11 +501,12 @@ class Call:
         if to_tag in branch.extra_acks:
             self._endpoint.send_ack_for_2xx(branch.extra_acks[to_tag], now, branch.flow)
             return
+        given_up = branch.final_status is not None  # a silent target we gave up on
         branch.final_status = response.status_code
         dialog = Dialog.from_uac_response(branch.invite, response, self._local_contact)
         ack = dialog.create_ack(branch.invite.cseq.number)
         self._endpoint.send_ack_for_2xx(ack, now, branch.flow)
-        if self.state not in (CallState.CALLING, CallState.RINGING):
+        if given_up or self.state not in (CallState.CALLING, CallState.RINGING):
             # §13.2.2.4: a 2xx after another won, or that crossed our CANCEL, creates
             # a dialog we do not want: ACK it, then end it with BYE.
             if branch.dialog is None:
@@ -458,6 +524,7 @@ class Call:
         self.uac_leg.invite_cseq = branch.invite.cseq.number
         self.uac_leg.ack = ack
         self._deadline = None
+        self._attempt_deadline = None
         self._cancel_branches(now)
         self.uas_leg.dialog = Dialog.from_uas_request(
             self._uas_invite, self._uas_tag, self._local_contact
@@ -482,9 +549,37 @@ class Call:
         branch.final_response = response
         if self.state in (CallState.CALLING, CallState.RINGING):
             if all(b.final_status is not None for b in self._branches.values()):
+                if self._hunt_next(status_code, now):
+                    return
                 self._reject_caller(now)
         else:
             self._maybe_end(now)
+
+    def _give_up_silent_target(self, now: float) -> None:
+        """Sequential hunting: the current target never answered; a 408 (module rules)."""
+        if self.state not in (CallState.CALLING, CallState.RINGING):
+            return
+        silent = [b for b in self._branches.values() if b.final_status is None]
+        for branch in silent:  # one: the current target (a failure may add the next)
+            if branch.cancel_key is None:
+                branch.cancel_key = self._endpoint.send_cancel(branch.invite_key, now)
+            self._on_failure(branch, 408, None, now)
+
+    def _hunt_next(self, status_code: int, now: float) -> bool:
+        """Sequential hunting (module rules): INVITE the next target when the current
+        one failed with a failover status; False when the call cannot go on."""
+        if not self._sequential or self._fails_over is None:
+            return False
+        if self._attempt + 1 >= len(self._targets) or not self._fails_over(status_code):
+            return False
+        self._attempt += 1
+        uri, flow = self._targets[self._attempt]
+        self.uac_leg.flow = flow
+        self._send_invite(uri, flow, now)
+        self._deadline = now + self._no_answer_timeout
+        if self._attempt_timeout is not None:
+            self._attempt_deadline = now + self._attempt_timeout
+        return True
 
     def _reject_caller(self, now: float) -> None:
         """Every branch failed: relay the best final response (§16.7 step 6)."""
@@ -497,11 +592,14 @@ class Call:
         if status_code == 503:
             # §16.7 step 6: a 503 would say this switch is unavailable; send 500.
             status_code, response = 500, None
+        translated = self._status_translation.get(status_code)
+        if translated is not None:
+            status_code, response = translated, None
         self._answer_caller(status_code, response, now)
         self._end(CallResult.FAILED if response is None else CallResult.REJECTED, now)
 
-    def _on_timeout(self, event: TransactionTimeout, now: float) -> bool:
-        key = event.transaction_key
+    def _on_timeout(self, key: str, now: float, branch_status: int) -> bool:
+        """Timer B/F (or a transport error, `branch_status` 503 for a branch INVITE)."""
         if key in self._bye_keys:
             self._bye_keys.discard(key)
             self._maybe_end(now)
@@ -516,8 +614,8 @@ class Call:
             return True
         branch = self._branches.get(key)
         if branch is not None:
-            # Timer B: act as if a 408 had arrived (§8.1.3.1).
-            self._on_failure(branch, 408, None, now)
+            # Timer B: act as if a 408 had arrived (§8.1.3.1); a transport error: 503.
+            self._on_failure(branch, branch_status, None, now)
             return True
         if any(key == b.cancel_key for b in self._branches.values()):
             return True
@@ -723,6 +821,7 @@ class Call:
 
     def _cancel_callee(self, result: CallResult, now: float) -> None:
         self._deadline = None
+        self._attempt_deadline = None
         self._result = result
         self._cancel_branches(now)
         self._move(CallState.CANCELLING)
@@ -780,6 +879,7 @@ class Call:
 
     def _end(self, result: CallResult, now: float) -> None:
         self._deadline = None
+        self._attempt_deadline = None
         self._move(CallState.ENDED)
         end = now if self._hung_up_at is None else self._hung_up_at
         duration = 0.0 if self._answered_at is None else end - self._answered_at

@@ -33,6 +33,25 @@ Rules:
   progress, and their in-dialog requests, are served as before.
 - One `CallRecord` per call that started, and one per INVITE that routing refused
   (404, 480): authentication challenges (407) are not calls and leave no record.
+- Toll-free calls (issue 5, `tollfree_routing`): after authentication, an INVITE whose
+  Request-URI user is a 0120/0800 number goes to the `TollFreeRouter` instead of
+  `route_call` (403 unless it came from a trusted trunk). An admitted call is a `Call`
+  trying the destinations sequentially; its `TollFreeCall` follows it after every event
+  (`track`), its channels are released when the call leaves the service in any way
+  (`_remove`: ended or crashed), and exactly one `TollFreeCallRecord` per toll-free call
+  that arrived (refused at once, ended, or crashed) goes to the `CallRecordSink` given
+  to the constructor (None: not recorded). A sink that raises is counted
+  (`tollfree_record_sink_errors`) and the call goes on: records must not take calls
+  down. The router, its rotation state and channel counts outlive snapshot swaps.
+- Announcements (issue 5 step 5): once a media adapter called `enable_announcements()`,
+  an after-hours call, or an area refusal with `refusal_action` announcement, becomes an
+  `AnnouncementCall` the switch answers itself. Its media effects (`OpenMedia`,
+  `PlayAnnouncement`, `StopMedia`) leave through `next_media_effect()`; the adapter's
+  answers come back through `media_opened()` and `playback_finished()`, by Call-ID (a
+  socket opened for a call no longer here gets `StopMedia`). A call that leaves the
+  service in any way has had a `StopMedia` (the call emits it on each of its endings,
+  the service for a crash), so the adapter never keeps a socket for a call that is gone.
+  Without an adapter those calls get 480/403 (`tollfree_routing` rules 1, 2).
 - A call's index entries are removed when its `CallEnded` comes out (its `call_ids`
   and `transaction_keys` are empty once ENDED); nothing of a call outlives it.
 """
@@ -45,6 +64,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cloudpbx.callrecords import CallRecordSink, TollFreeCallRecord
 from cloudpbx.snapshot import ConfigSnapshot
 from softswitch.sip.endpoint import SipEndpoint
 from softswitch.sip.errors import LocalProtocolError
@@ -56,11 +76,21 @@ from softswitch.sip.events import (
     TransactionTimeout,
     TransportError,
 )
+from softswitch.sip.flows import Address
 from softswitch.sip.message import Response
+from softswitch.tollfree import is_failover_status
 
-from .call import Call, CallEnded
+from .announcement_call import AnnouncementCall, MediaEffect, StopMedia
+from .call import Call, CallEnded, CallState
 from .caller_auth import CallerAuthenticator
 from .routing import CallRejection, ContactLookup, route_call
+from .tollfree_routing import (
+    BUSY_TRANSLATION,
+    TollFreeAnnouncement,
+    TollFreeCall,
+    TollFreeRouter,
+    tollfree_number_of,
+)
 
 __all__ = ["DRAINING_RETRY_AFTER", "CallRecord", "CallService"]
 
@@ -105,7 +135,7 @@ class CallRecord:
 class _Entry:
     """A call and its index entries."""
 
-    call: Call
+    call: Call | AnnouncementCall
     caller: str
     callee: str
     target: str
@@ -116,6 +146,10 @@ class _Entry:
     ended: bool = False
     scheduled: float | None = None
     """The deadline last pushed on the heap, so each one is pushed once."""
+    tollfree: TollFreeCall | None = None
+    """A toll-free call's channels and record data; None for other calls."""
+    announcement: TollFreeAnnouncement | None = None
+    """A toll-free announcement call's record data; None for other calls."""
 
 
 class CallService:
@@ -130,8 +164,19 @@ class CallService:
         wall_clock: Callable[[], float],
         local_contact: str,
         new_token: Callable[[], str],
+        call_record_sink: CallRecordSink | None = None,
+        tollfree_router: TollFreeRouter | None = None,
     ) -> None:
+        """
+        Args:
+            wall_clock: unix seconds (registrar, nonces, toll-free schedules in
+                Asia/Tokyo and record times).
+            call_record_sink: where toll-free call records go; None: not recorded.
+            tollfree_router: the toll-free state (default: a new one, 30 s no-answer).
+        """
         self.counters: Counter[str] = Counter()
+        self._call_record_sink = call_record_sink
+        self.tollfree = tollfree_router if tollfree_router is not None else TollFreeRouter()
         self._endpoint = endpoint
         self._snapshot = snapshot
         self._authenticator = authenticator
@@ -146,6 +191,7 @@ class CallService:
         self._deadlines: list[tuple[float, int, _Entry]] = []
         self._sequence = itertools.count()
         self._records: deque[CallRecord] = deque()
+        self._media_effects: deque[MediaEffect] = deque()
         self._accepting = True
 
     # ================================================================ outputs
@@ -177,6 +223,31 @@ class CallService:
             "deadlines": len(self._deadlines),
         }
 
+    def enable_announcements(self) -> None:
+        """A media adapter is attached: answer announcement calls (module rules)."""
+        self.tollfree.announcements = True
+
+    def next_media_effect(self) -> MediaEffect | None:
+        """The next media effect for the adapter (module rules: announcements)."""
+        return self._media_effects.popleft() if self._media_effects else None
+
+    def media_opened(self, call_id: str, address: Address | None, now: float) -> None:
+        """The adapter bound the RTP socket of `call_id` at `address` (None: failed)."""
+        entry = self._calls.get(call_id)
+        if entry is None or not isinstance(entry.call, AnnouncementCall):
+            self._media_effects.append(StopMedia(call_id))  # the call is gone
+            return
+        call = entry.call
+        self._run(entry, lambda: call.media_opened(address, now), now)
+
+    def playback_finished(self, call_id: str, now: float) -> None:
+        """The announcement of `call_id` was played to its end."""
+        entry = self._calls.get(call_id)
+        if entry is None or not isinstance(entry.call, AnnouncementCall):
+            return
+        call = entry.call
+        self._run(entry, lambda: call.playback_finished(now), now)
+
     def next_record(self) -> CallRecord | None:
         """The next finished call's record, or None."""
         return self._records.popleft() if self._records else None
@@ -192,8 +263,10 @@ class CallService:
 
     def replace_snapshot(self, snapshot: ConfigSnapshot) -> None:
         """Route new INVITEs with `snapshot` from now on; calls in progress are not
-        touched (a `Call` gets its route at start and never reads a snapshot)."""
+        touched (a `Call` gets its route at start and never reads a snapshot). The
+        toll-free rotation state of the numbers and sets still there is kept."""
         self._snapshot = snapshot
+        self.tollfree.replace_snapshot(snapshot)
 
     # ================================================================ inputs
     def handle_invite(self, event: RequestReceived, now: float) -> Response | None:
@@ -212,6 +285,9 @@ class CallService:
         caller = self._authenticator.authenticate(request, event.flow, self._wall_clock())
         if isinstance(caller, Response):
             return caller
+        number = tollfree_number_of(request)
+        if number is not None:
+            return self._tollfree_invite(event, number, caller.trunk, now)
         route = route_call(
             request, caller.domain, self._snapshot, self._registrations, self._wall_clock()
         )
@@ -252,6 +328,83 @@ class CallService:
             self._crash(entry, error, now)
         return None
 
+    def _tollfree_invite(
+        self, event: RequestReceived, number: str, trunk_name: str | None, now: float
+    ) -> Response | None:
+        """Module rules: a toll-free INVITE, admitted (a `Call` takes it) or refused."""
+        request = event.request
+        wall_now = self._wall_clock()
+        admitted = self.tollfree.admit(request, number, trunk_name, self._snapshot, wall_now)
+        if isinstance(admitted, TollFreeAnnouncement):
+            announcement_call = AnnouncementCall(
+                self._endpoint,
+                event,
+                admitted.announcement,
+                self._local_contact,
+                self._new_token,
+            )
+            entry = _Entry(
+                announcement_call,
+                str(request.from_address.uri),
+                number,
+                f"announcement:{admitted.announcement}",
+                announcement=admitted,
+            )
+            self._calls[announcement_call.call_id] = entry
+            self.counters["calls_started"] += 1
+            self.counters["tollfree_announcement_calls"] += 1
+            self._run(entry, lambda: announcement_call.start(now), now)
+            return None
+        if not isinstance(admitted, TollFreeCall):
+            self.counters[f"rejected.{admitted.status_code}"] += 1
+            self._records.append(
+                CallRecord(
+                    request.call_id,
+                    str(request.from_address.uri),
+                    number,
+                    "",
+                    "rejected",
+                    admitted.status_code,
+                    0.0,
+                )
+            )
+            if admitted.record is not None:
+                self._emit(admitted.record)
+            return self._endpoint.create_response(
+                request, admitted.status_code, admitted.reason
+            )
+        call = Call(
+            self._endpoint,
+            event,
+            admitted.call_targets[0][0],
+            admitted.call_targets[0][1],
+            self._local_contact,
+            self._new_token,
+            self.tollfree.no_answer_timeout,
+            targets=admitted.call_targets,
+            sequential=True,
+            fails_over=is_failover_status,
+            status_translation=BUSY_TRANSLATION,
+            attempt_timeout=self.tollfree.attempt_timeout,
+        )
+        target = ",".join(uri for uri, _ in admitted.call_targets)
+        entry = _Entry(call, str(request.from_address.uri), number, target, tollfree=admitted)
+        self._calls[call.call_id] = entry
+        self.counters["calls_started"] += 1
+        self.counters["tollfree_calls_started"] += 1
+        self._run(entry, lambda: call.start(now), now)
+        return None
+
+    def _emit(self, call_record: TollFreeCallRecord) -> None:
+        """Hand a toll-free record to the sink (module rules: a sink must not raise)."""
+        self.counters["tollfree_records"] += 1
+        if self._call_record_sink is None:
+            return
+        try:
+            self._call_record_sink.record(call_record)
+        except Exception:  # module rules: a broken sink never takes calls down
+            self.counters["tollfree_record_sink_errors"] += 1
+
     def handle_call_event(self, event: SipEvent, now: float) -> bool:
         """Offer an endpoint event to the calls; True when one took it."""
         found: _Entry | None
@@ -286,6 +439,14 @@ class CallService:
                 self._crash(entry, error, now)
 
     # ================================================================ internals
+    def _run(self, entry: _Entry, action: Callable[[], None], now: float) -> None:
+        """Run one input of a call, then collect what it did (module rules: crashes)."""
+        try:
+            action()
+            self._after(entry, now)
+        except Exception as error:  # module rules: a call that raises
+            self._crash(entry, error, now)
+
     def _deliver(self, entry: _Entry, event: SipEvent, now: float) -> bool:
         try:
             taken = entry.call.handle_event(event, now)
@@ -297,6 +458,20 @@ class CallService:
 
     def _after(self, entry: _Entry, now: float) -> None:
         """Re-index the call, schedule its deadline, collect its end."""
+        call = entry.call
+        if entry.tollfree is not None:
+            entry.tollfree.track(
+                call.attempt, call.state is CallState.ANSWERED, self._wall_clock()
+            )
+        if isinstance(call, AnnouncementCall):
+            while (effect := call.next_effect()) is not None:
+                self._media_effects.append(effect)
+            if (
+                entry.announcement is not None
+                and entry.announcement.answer_time is None
+                and call.state in (CallState.ANSWERED, CallState.DISCONNECTING)
+            ):
+                entry.announcement.answer_time = self._wall_clock()
         self._reindex(entry, entry.call.call_ids, entry.call.transaction_keys)
         deadline = entry.call.next_deadline()
         if deadline is not None and deadline != entry.scheduled:
@@ -325,6 +500,8 @@ class CallService:
         entry.transaction_keys = transaction_keys
 
     def _remove(self, entry: _Entry) -> None:
+        if entry.tollfree is not None:
+            entry.tollfree.release()  # module rules: every ending releases the channels
         entry.ended = True
         self._reindex(entry, frozenset(), frozenset())
         if self._calls.get(entry.call.call_id) is entry:
@@ -333,6 +510,10 @@ class CallService:
     def _crash(self, entry: _Entry, error: Exception, now: float) -> None:
         """Module rules: a call that raised is ended, counted and recorded once."""
         self._remove(entry)
+        if isinstance(entry.call, AnnouncementCall):
+            # Module rules: the adapter never keeps a socket for a call that is gone (an
+            # announcement call stops its media itself on every other ending).
+            self._media_effects.append(StopMedia(entry.call.call_id))
         self.counters["calls_crashed"] += 1
         call = entry.call
         try:
@@ -355,6 +536,10 @@ class CallService:
                 f"{type(error).__name__}: {error}",
             )
         )
+        if entry.tollfree is not None:
+            self._emit(entry.tollfree.record(None, self._wall_clock()))
+        if entry.announcement is not None:
+            self._emit(entry.announcement.record(None, self._wall_clock()))
 
     def _finish(self, entry: _Entry, ended: CallEnded) -> None:
         self._remove(entry)
@@ -370,3 +555,7 @@ class CallService:
                 ended.duration,
             )
         )
+        if entry.tollfree is not None:
+            self._emit(entry.tollfree.record(ended, self._wall_clock()))
+        if entry.announcement is not None:
+            self._emit(entry.announcement.record(ended, self._wall_clock()))

@@ -1,0 +1,542 @@
+"""Toll-free calls (issue 5) through the running switch, end to end with SIPp on loopback.
+
+- One switch for the module, on a test copy of `configs/demo.yaml` whose toll-free
+  numbers reach their destinations through test trunks, one per destination gateway:
+  each gateway is a SIPp UAS on its own 127.x.y.z address (`random_loopback_host`), so
+  the calls each destination received are counted by its own SIPp (`-m` and its
+  `-trace_stat` SuccessfulCall count).
+- The caller is a SIPp UAC playing the carrier: it binds (`-i`) the demo's trusted `pstn`
+  trunk source, 127.0.0.3, so it is not challenged and may reach toll-free routing.
+- Covered: 40 calls at 3:1 give exactly 30 and 10 (400 are in the unit tests); with a
+  channel limit of 2, three concurrent calls give exactly one 486; a destination
+  answering 503 is skipped for the next one (sequential failover); a CANCEL while the
+  destination rings gives 487; after hours the switch answers with SDP, sends the
+  announcement's RTP (PCMU, counted on a UDP socket of the test where the caller's SDP
+  points) and hangs up with BYE; an out-of-area caller hears the refusal announcement
+  and its BYE one second in stops the RTP.
+- Each call leaves one `call ended ...` line in the switch's log (`to=` is the toll-free
+  number), which the tests also count.
+- Each call also leaves one call record; the switch serves the Customer Control API
+  (`--api`), and the last test checks that its daily statistics, per number and per
+  destination, equal the calls the tests before it made (each test notes its calls'
+  categories in `MADE` once its own checks passed, so any subset of the module checks).
+Every process has a time limit and is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import json
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from .conftest import REPO_ROOT, SCENARIOS, RunningElement, free_port, random_loopback_host, running
+
+DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+TRUNK_SOURCE = "127.0.0.3"
+"""The demo's `pstn` trunk trusts this source address (any port)."""
+SIPP_LIMIT = 30  # seconds, for `timeout` around SIPp
+CALLER_NUMBER = "0312345678"
+
+# Toll-free numbers of the test configuration and their destination gateways.
+RATIO = "0120000111"
+LIMITED = "0120000222"
+FAILOVER = "0120000333"
+RINGING = "0120000444"
+AFTER_HOURS = "0120000555"
+OUT_OF_AREA = "0120000666"
+WHOLE_DAY = [
+    {"weekday": day, "start": "00:00", "end": "24:00"}
+    for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+] + [{"holiday": True, "start": "00:00", "end": "24:00"}]
+GATEWAYS = ("tokyo", "osaka", "limited", "broken", "backup", "ringer")
+MADE: Counter[tuple[str, str]] = Counter()
+"""(toll-free number, category) -> calls the tests made and checked."""
+MADE_BY_DESTINATION: Counter[tuple[str, str]] = Counter()
+"""(toll-free number, destination) -> connected calls the tests made and checked."""
+API: dict[str, str] = {}
+"""`base`: the module switch's Customer Control API."""
+OPERATOR = ("operator", "Demo-Operator-2026!")
+STATISTICS_WAIT = 10.0
+"""Seconds for the records to travel journal -> store (the ingester polls)."""
+
+
+def _sipp() -> str:
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        pytest.fail("sipp is not installed: run `make test`, which installs sip-tester")
+    return sipp
+
+
+def destination(number: str, weight: int, trunk: str) -> dict[str, object]:
+    return {"number": number, "weight": weight, "trunk": trunk}
+
+
+def write_config(path: Path, gateways: dict[str, tuple[str, int]]) -> None:
+    """The demo configuration with a trunk per gateway and four toll-free numbers."""
+    document = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+    for name, (host, port) in gateways.items():
+        document["trunks"].append(
+            {
+                "name": f"gw-{name}",
+                "kind": "pstn",
+                "host": host,
+                "port": port,
+                "transport": "udp",
+                "trusted_sources": [],
+            }
+        )
+    base = document["tollfree_numbers"][0]
+
+    def number(text: str, channels: int, *destinations: dict[str, object]) -> dict[str, object]:
+        entry = dict(base)
+        entry.update(
+            number=text,
+            contracted_channels=channels,
+            channel_setting=channels,
+            destination_sets={"default": list(destinations)},
+            schedules=[],
+            accounts=[],
+        )
+        return entry
+
+    document["tollfree_numbers"] = [
+        number(
+            RATIO,
+            10,
+            destination("0312340001", 3, "gw-tokyo"),
+            destination("0612340001", 1, "gw-osaka"),
+        ),
+        number(LIMITED, 2, destination("0312340002", 1, "gw-limited")),
+        number(
+            FAILOVER,
+            10,
+            destination("0312340003", 3, "gw-broken"),
+            destination("0612340003", 1, "gw-backup"),
+        ),
+        number(RINGING, 10, destination("0312340004", 1, "gw-ringer")),
+        number(AFTER_HOURS, 10, destination("0312340005", 1, "gw-ringer")),
+        number(OUT_OF_AREA, 10, destination("0312340006", 1, "gw-ringer")),
+    ]
+    after_hours, out_of_area = document["tollfree_numbers"][4:6]
+    # The English announcement (8.6 s) is the shorter one.
+    after_hours["announcements"] = {**base["announcements"], "after_hours": "after_hours_en"}
+    after_hours["schedules"] = [
+        {"name": "closed", "action": "after_hours", "enabled": True, "ranges": WHOLE_DAY}
+    ]
+    out_of_area["designated_areas"] = {
+        **base["designated_areas"],
+        "whole_country": False,
+        "prefectures": ["47"],  # Okinawa: a Tokyo caller is out of the area
+        "refusal_action": "announcement",
+    }
+    document["tollfree_numbers"][0]["accounts"] = base.get("accounts", [])
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def tollfree_switch(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RunningElement, dict[str, tuple[str, int]]]]:
+    """One switch for the module and the address of every destination gateway."""
+    directory = tmp_path_factory.mktemp("tollfree")
+    gateways: dict[str, tuple[str, int]] = {}
+    for name in GATEWAYS:
+        host = random_loopback_host()
+        gateways[name] = (host, free_port(host))
+    config = directory / "tollfree.yaml"
+    write_config(config, gateways)
+    api_port = free_port("127.0.0.1")
+    options = (
+        "--config", str(config), "--data-dir", str(directory / "data"),
+        "--api", f"127.0.0.1:{api_port}",
+    )  # fmt: skip
+    API["base"] = f"http://127.0.0.1:{api_port}"
+    with running("127.0.0.1", directory / "softswitch.log", options) as element:
+        yield element, gateways
+
+
+def sipp_command(
+    switch: RunningElement,
+    tmp_path: Path,
+    scenario: str,
+    name: str,
+    address: tuple[str, int],
+    calls: int,
+    *extra: str,
+) -> list[str]:
+    return [
+        "timeout", str(SIPP_LIMIT), _sipp(), switch.sip_argument,
+        "-sf", str(SCENARIOS / scenario),
+        "-m", str(calls), "-i", address[0], "-p", str(address[1]), "-nostdin",
+        "-trace_stat", "-stf", str(tmp_path / f"{name}.csv"),
+        "-trace_err", "-error_file", str(tmp_path / f"{name}.errors.log"),
+        "-timeout", "20s",
+        *extra,
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def gateway(
+    switch: RunningElement,
+    tmp_path: Path,
+    scenario: str,
+    name: str,
+    address: tuple[str, int],
+    calls: int,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A SIPp UAS destination answering `calls` calls; stopped by its PID at the end."""
+    output = (tmp_path / f"{name}.out").open("wb")
+    process = subprocess.Popen(
+        sipp_command(switch, tmp_path, scenario, name, address, calls),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        time.sleep(0.3)  # SIPp binds its socket before the first INVITE can reach it
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        output.close()
+
+
+def carrier_call(
+    switch: RunningElement,
+    tmp_path: Path,
+    scenario: str,
+    number: str,
+    calls: int,
+    *extra: str,
+) -> subprocess.CompletedProcess[bytes]:
+    """`calls` SIPp UAC calls to the toll-free `number` from the trusted trunk source."""
+    address = (TRUNK_SOURCE, free_port(TRUNK_SOURCE))
+    command = sipp_command(
+        switch, tmp_path, scenario, "caller", address, calls,
+        "-s", number, "-key", "caller", CALLER_NUMBER, *extra,
+    )  # fmt: skip
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=SIPP_LIMIT + 15)
+
+
+def successful_calls(tmp_path: Path, name: str) -> tuple[int, int]:
+    """(SuccessfulCall, FailedCall) of one SIPp run, from its -trace_stat file."""
+    rows = list(csv.reader((tmp_path / f"{name}.csv").open(encoding="utf-8"), delimiter=";"))
+    header, last = rows[0], rows[-1]
+    return int(last[header.index("SuccessfulCall(C)")]), int(last[header.index("FailedCall(C)")])
+
+
+def wait_exit(process: subprocess.Popen[bytes]) -> int:
+    try:
+        return process.wait(SIPP_LIMIT)
+    except subprocess.TimeoutExpired:
+        return -1
+
+
+def call_lines(switch: RunningElement, number: str) -> list[dict[str, str]]:
+    """The `call ended` log lines of calls to the toll-free `number`."""
+    lines = []
+    for line in switch.log_text().splitlines():
+        if "call ended " in line:
+            fields = dict(re.findall(r"(\w+)=(\S*)", line.split("call ended ", 1)[1]))
+            if fields.get("to") == number:
+                lines.append(fields)
+    return lines
+
+
+def wait_call_lines(switch: RunningElement, number: str, count: int) -> list[dict[str, str]]:
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        lines = call_lines(switch, number)
+        if len(lines) >= count:
+            return lines
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} call lines:\n" + switch.log_text()[-4000:])
+
+
+def diagnostics(tmp_path: Path, switch: RunningElement, *results: object) -> str:
+    parts = [repr(result)[-2000:] for result in results]
+    for path in sorted(tmp_path.glob("*.errors.log")) + sorted(tmp_path.glob("*.out")):
+        parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}")
+    parts.append("--- switch\n" + switch.log_text()[-4000:])
+    return "\n".join(parts)
+
+
+# --- Tests ---------------------------------------------------------------------------------
+
+
+def test_40_calls_at_3_to_1_reach_the_destinations_30_and_10(
+    tollfree_switch: tuple[RunningElement, dict[str, tuple[str, int]]], tmp_path: Path
+) -> None:
+    switch, gateways = tollfree_switch
+    with (
+        gateway(switch, tmp_path, "call_uas.xml", "tokyo", gateways["tokyo"], 30) as tokyo,
+        gateway(switch, tmp_path, "call_uas.xml", "osaka", gateways["osaka"], 10) as osaka,
+    ):
+        caller = carrier_call(
+            switch, tmp_path, "call_uac_trunk.xml", RATIO, 40, "-r", "50", "-l", "5"
+        )
+        statuses = (wait_exit(tokyo), wait_exit(osaka))
+    info = diagnostics(tmp_path, switch, caller)
+    assert caller.returncode == 0, info
+    assert statuses == (0, 0), info
+    assert successful_calls(tmp_path, "caller") == (40, 0), info
+    assert successful_calls(tmp_path, "tokyo") == (30, 0), info
+    assert successful_calls(tmp_path, "osaka") == (10, 0), info
+    lines = wait_call_lines(switch, RATIO, 40)
+    targets = [line["target"].split("@")[0] for line in lines]
+    assert targets.count("sip:0312340001") == 30
+    assert targets.count("sip:0612340001") == 10
+    assert {(line["result"], line["status"]) for line in lines} == {("answered", "200")}
+    MADE[(RATIO, "connected")] += 40
+    MADE_BY_DESTINATION[(RATIO, "0312340001")] += 30
+    MADE_BY_DESTINATION[(RATIO, "0612340001")] += 10
+
+
+def test_one_call_over_the_channel_limit_gets_486(
+    tollfree_switch: tuple[RunningElement, dict[str, tuple[str, int]]], tmp_path: Path
+) -> None:
+    switch, gateways = tollfree_switch
+    with gateway(switch, tmp_path, "call_uas.xml", "limited", gateways["limited"], 2) as uas:
+        caller = carrier_call(
+            switch, tmp_path, "tollfree_uac_hold_or_busy.xml", LIMITED, 3,
+            "-r", "100", "-l", "3",
+        )  # fmt: skip
+        status = wait_exit(uas)
+    info = diagnostics(tmp_path, switch, caller)
+    assert caller.returncode == 0, info
+    assert status == 0, info
+    assert successful_calls(tmp_path, "limited") == (2, 0), info
+    lines = wait_call_lines(switch, LIMITED, 3)
+    outcomes = sorted((line["result"], line["status"]) for line in lines)
+    assert outcomes == [("answered", "200"), ("answered", "200"), ("rejected", "486")], info
+    MADE[(LIMITED, "connected")] += 2
+    MADE[(LIMITED, "busy")] += 1
+
+
+def test_failover_skips_a_destination_answering_503(
+    tollfree_switch: tuple[RunningElement, dict[str, tuple[str, int]]], tmp_path: Path
+) -> None:
+    switch, gateways = tollfree_switch
+    with (
+        gateway(
+            switch, tmp_path, "tollfree_uas_unavailable.xml", "broken", gateways["broken"], 1
+        ) as broken,
+        gateway(switch, tmp_path, "call_uas.xml", "backup", gateways["backup"], 1) as backup,
+    ):
+        caller = carrier_call(switch, tmp_path, "call_uac_trunk.xml", FAILOVER, 1)
+        statuses = (wait_exit(broken), wait_exit(backup))
+    info = diagnostics(tmp_path, switch, caller)
+    assert caller.returncode == 0, info
+    assert statuses == (0, 0), info
+    assert successful_calls(tmp_path, "broken") == (1, 0), info
+    assert successful_calls(tmp_path, "backup") == (1, 0), info
+    (line,) = wait_call_lines(switch, FAILOVER, 1)
+    assert (line["result"], line["status"]) == ("answered", "200"), line
+    # The weight-3 destination first, then the backup: both tried, one after the other.
+    assert line["target"].startswith("sip:0312340003@"), line
+    MADE[(FAILOVER, "connected")] += 1
+
+
+def test_cancel_while_the_destination_rings_gives_487(
+    tollfree_switch: tuple[RunningElement, dict[str, tuple[str, int]]], tmp_path: Path
+) -> None:
+    switch, gateways = tollfree_switch
+    with gateway(
+        switch, tmp_path, "call_uas_ringing.xml", "ringer", gateways["ringer"], 1
+    ) as ringer:
+        caller = carrier_call(switch, tmp_path, "tollfree_uac_cancel.xml", RINGING, 1)
+        status = wait_exit(ringer)
+    info = diagnostics(tmp_path, switch, caller)
+    assert caller.returncode == 0, info
+    assert status == 0, info
+    (line,) = wait_call_lines(switch, RINGING, 1)
+    assert (line["result"], line["status"]) == ("cancelled", "487"), line
+    MADE[(RINGING, "abandoned")] += 1
+
+
+class RtpSink:
+    """A UDP socket of the test on the trunk's address, where the caller's SDP points:
+    counts the RTP packets (RFC 3550 §5.1: version 2) and their payload types."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind((TRUNK_SOURCE, 0))
+        self.socket.settimeout(0.2)
+        self.port = int(self.socket.getsockname()[1])
+        self.payload_types: list[int] = []
+        self.first: float | None = None
+        self.last: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.socket.recv(2048)
+            except TimeoutError:
+                continue
+            if len(data) >= 12 and data[0] >> 6 == 2:
+                now = time.monotonic()
+                self.first = self.first if self.first is not None else now
+                self.last = now
+                self.payload_types.append(data[1] & 0x7F)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.socket.close()
+
+
+@contextlib.contextmanager
+def rtp_sink() -> Iterator[RtpSink]:
+    sink = RtpSink()
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+def test_after_hours_the_switch_plays_the_announcement_and_hangs_up(
+    tollfree_switch: tuple[RunningElement, dict[str, tuple[str, int]]], tmp_path: Path
+) -> None:
+    switch, _ = tollfree_switch
+    with rtp_sink() as rtp:
+        started = time.monotonic()
+        caller = carrier_call(
+            switch, tmp_path, "tollfree_uac_announcement.xml", AFTER_HOURS, 1,
+            "-key", "rtp_port", str(rtp.port),
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+    info = diagnostics(tmp_path, switch, caller)
+    assert caller.returncode == 0, info
+    assert successful_calls(tmp_path, "caller") == (1, 0), info
+    # after_hours_en.wav is 8.6 s: 430 packets of 20 ms, all PCMU (payload type 0).
+    assert 400 <= len(rtp.payload_types) <= 440, (len(rtp.payload_types), info)
+    assert set(rtp.payload_types) == {0}
+    assert 8.0 < elapsed < 15.0
+    (line,) = wait_call_lines(switch, AFTER_HOURS, 1)
+    assert (line["result"], line["status"]) == ("answered", "200"), line
+    assert line["target"] == "announcement:after_hours_en", line
+    MADE[(AFTER_HOURS, "after_hours")] += 1
+
+
+def test_an_out_of_area_caller_hangs_up_during_the_refusal_announcement(
+    tollfree_switch: tuple[RunningElement, dict[str, tuple[str, int]]], tmp_path: Path
+) -> None:
+    switch, _ = tollfree_switch
+    with rtp_sink() as rtp:
+        caller = carrier_call(
+            switch, tmp_path, "tollfree_uac_announcement_hangup.xml", OUT_OF_AREA, 1,
+            "-key", "rtp_port", str(rtp.port),
+        )  # fmt: skip
+        time.sleep(0.5)  # any packet still coming would arrive by now
+    info = diagnostics(tmp_path, switch, caller)
+    assert caller.returncode == 0, info
+    assert successful_calls(tmp_path, "caller") == (1, 0), info
+    # About one second of the 7 s announcement, then nothing: the BYE stopped it.
+    assert 30 <= len(rtp.payload_types) <= 80, (len(rtp.payload_types), info)
+    (line,) = wait_call_lines(switch, OUT_OF_AREA, 1)
+    assert (line["result"], line["status"]) == ("answered", "200"), line
+    assert line["target"] == "announcement:out_of_area_ja", line
+    MADE[(OUT_OF_AREA, "out_of_area")] += 1
+
+
+# --- statistics: the API's totals equal the calls made ---------------------------------
+
+CATEGORIES = ("connected", "after_hours", "busy", "out_of_area", "abandoned", "other")
+
+
+def _operator_token(base: str) -> str:
+    form = urllib.parse.urlencode({"username": OPERATOR[0], "password": OPERATOR[1]}).encode()
+    with urllib.request.urlopen(f"{base}/api/v1/auth/token", data=form, timeout=10) as reply:
+        token = json.load(reply)["access_token"]
+        assert isinstance(token, str)
+        return token
+
+
+def _daily_rows(base: str, token: str, number: str, by: str) -> list[dict[str, object]]:
+    """Daily rows from yesterday to tomorrow (Asia/Tokyo): the calls of this run, even
+    across midnight."""
+    today = datetime.datetime.now(ZoneInfo("Asia/Tokyo")).date()
+    query = urllib.parse.urlencode(
+        {
+            "granularity": "daily",
+            "from": str(today - datetime.timedelta(days=1)),
+            "to": str(today + datetime.timedelta(days=1)),
+            "by": by,
+        }
+    )
+    request = urllib.request.Request(
+        f"{base}/api/v1/tollfree-numbers/{number}/statistics?{query}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        rows: list[dict[str, object]] = json.load(reply)["rows"]
+        return rows
+
+
+def _totals(rows: list[dict[str, object]]) -> Counter[str]:
+    totals: Counter[str] = Counter()
+    for row in rows:
+        for key in ("total", *CATEGORIES):
+            value = row[key]
+            assert isinstance(value, int)
+            totals[key] += value
+    return totals
+
+
+def test_the_apis_daily_statistics_equal_the_calls_made(
+    tollfree_switch: tuple[RunningElement, dict[str, tuple[str, int]]],
+) -> None:
+    switch, _ = tollfree_switch
+    if not MADE:
+        pytest.skip("no toll-free call test ran before this one")
+    base = API["base"]
+    token = _operator_token(base)
+    numbers = sorted({number for number, _ in MADE})
+    expected = {
+        number: Counter({category: MADE[(number, category)] for category in CATEGORIES})
+        for number in numbers
+    }
+    for counter in expected.values():
+        counter["total"] = sum(counter[category] for category in CATEGORIES)
+    deadline = time.monotonic() + STATISTICS_WAIT
+    while True:
+        found = {number: _totals(_daily_rows(base, token, number, "number")) for number in numbers}
+        if all(+found[number] == +expected[number] for number in numbers):
+            break
+        assert time.monotonic() < deadline, (found, expected, switch.log_text()[-3000:])
+        time.sleep(0.2)
+    for number in numbers:
+        totals = found[number]
+        assert totals["total"] == sum(totals[category] for category in CATEGORIES)
+    by_destination: Counter[tuple[str, str]] = Counter()
+    for number in {number for number, _ in MADE_BY_DESTINATION}:
+        for row in _daily_rows(base, token, number, "destination"):
+            connected = row["connected"]
+            assert isinstance(connected, int)
+            by_destination[(number, str(row["destination"]))] += connected
+    assert +by_destination == +MADE_BY_DESTINATION
