@@ -49,6 +49,9 @@ bench: $(STAMP) debian-packages
 	$(PYTHON) -m softswitch.benchmarks.call_cpu --rate 500 --seconds 10 --rounds 3
 	$(PYTHON) -m softswitch.benchmarks.call_load --rates 200,400,600,800,1000 --seconds 20 \
 	  --hold-calls 10000 --hold-rate 500 --hold-seconds 30
+	# Issue 5: toll-free calls against plain extension calls, side by side on one switch.
+	$(PYTHON) -m softswitch.benchmarks.call_load --targets extension,tollfree \
+	  --rates 400,600,800,900,1000 --seconds 20 --no-hold
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

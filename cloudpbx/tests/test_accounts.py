@@ -5,6 +5,7 @@ accounts sections refused with key paths."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloudpbx.domain import (
+    PRODUCTION_PASSWORD_HASHER,
     AccountRole,
     account_login_problem,
     password_policy_violations,
+    use_password_hasher,
     verify_account_password,
 )
 from cloudpbx.models import Account, ApiToken, AuditLog
@@ -109,6 +112,16 @@ def test_login_names(login: str, role: AccountRole, tenant: str | None, ok: bool
 # --- provisioning ----------------------------------------------------------------------
 
 
+@pytest.fixture
+def production_password_hashes() -> Iterator[None]:
+    """The production argon2id parameters, whatever another suite of this run chose
+    (custcon_api's tests use the cheapest ones for speed)."""
+    previous = use_password_hasher(PRODUCTION_PASSWORD_HASHER)
+    yield
+    use_password_hasher(previous)
+
+
+@pytest.mark.usefixtures("production_password_hashes")
 def test_demo_accounts_are_provisioned_with_argon2_hashes(session: Session) -> None:
     result = provision(session, DEMO_FILE, clock=lambda: 1_700_000_000.0)
     assert result.accounts.created == 4

@@ -380,6 +380,8 @@ def test_not_visible_is_the_same_403_whether_or_not_the_number_exists(
     assert api.get(f"{BASE}/0120999999", headers=tokens["operator"]).status_code == 404
 
 
+# Input validation does not depend on the database: SQLite only.
+@pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.usefixtures("numbers")
 def test_numbers_in_paths_may_carry_hyphens_and_malformed_ones_are_422(
     api: TestClient, tokens: Tokens
@@ -505,6 +507,8 @@ def test_the_operator_creates_and_deletes_a_number(
     assert api.get(f"{BASE}/{number}", headers=operator).status_code == 404
 
 
+# Input validation does not depend on the database: SQLite only.
+@pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize(
     ("body", "location", "kind"),
     [
@@ -658,6 +662,8 @@ def test_a_ratio_change_is_stored_audited_and_published(
     assert listed.json() == [response.json()]
 
 
+# Input validation does not depend on the database: SQLite only.
+@pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize(
     ("weights", "location", "kind"),
     [
@@ -771,6 +777,8 @@ def test_the_operator_replaces_a_destination_set(
     assert row.actor == "operator"
 
 
+# Input validation does not depend on the database: SQLite only.
+@pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize(
     ("destinations", "location", "kind"),
     [
@@ -993,6 +1001,8 @@ def test_overlapping_ranges_are_422(
     assert _schedule_names(session_factory, NUMBER) == {"night", "evening"}
 
 
+# Input validation does not depend on the database: SQLite only.
+@pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize(
     ("schedule_range", "location", "kind"),
     [
@@ -1092,6 +1102,8 @@ def test_designated_areas(
     assert api.get(url, headers=tokens["tf@demo"]).json() == expected
 
 
+# Input validation does not depend on the database: SQLite only.
+@pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize(
     ("change", "location", "kind"),
     [
@@ -1161,6 +1173,8 @@ def test_contract_information(api: TestClient, tokens: Tokens) -> None:
     }
 
 
+# Input validation does not depend on the database: SQLite only.
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_contract_information_fields_carry_their_japanese_names(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()["components"]["schemas"]["ContractInformation"]
     descriptions = {name: field["description"] for name, field in schema["properties"].items()}

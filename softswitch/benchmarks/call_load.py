@@ -37,7 +37,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from softswitch.benchmarks.harness import CALLEE_HOST, LOADGEN_HOST, write_bench_config
+from softswitch.benchmarks.harness import (
+    BENCH_TOLLFREE_NUMBER,
+    CALLEE_HOST,
+    LOADGEN_HOST,
+    write_bench_config,
+)
 from softswitch.benchmarks.options_load import free_port, pinned, wait_for_options
 
 SIPP_BUFFER = str(4 * 1024 * 1024)
@@ -88,13 +93,13 @@ def failure_causes(row: dict[str, str]) -> str:
 
 
 def run_step(switch_port: int, rate: int, seconds: float, workdir: Path,
-             switch_pid: int) -> dict[str, float]:
+             switch_pid: int, target: str = "1999") -> dict[str, float]:
     count = int(rate * seconds)
     step = workdir / f"rate-{rate}-{time.monotonic_ns()}"
     step.mkdir()
     stat_file = step / "stat.csv"
     command = pinned([
-        "sipp", f"127.0.0.1:{switch_port}", "-sn", "uac", "-s", "1999", "-buff_size", SIPP_BUFFER,
+        "sipp", f"127.0.0.1:{switch_port}", "-sn", "uac", "-s", target, "-buff_size", SIPP_BUFFER,
         "-i", LOADGEN_HOST, "-p", str(free_port(LOADGEN_HOST)),
         "-r", str(rate), "-m", str(count), "-l", str(max(rate * 4, 100)),
         "-nostdin", "-timeout", f"{int(seconds) + 60}s", "-recv_timeout", "10000",
@@ -196,6 +201,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each step")
     parser.add_argument("--profile", metavar="FILE", help="record the switch with py-spy "
                         "(collapsed stacks) into FILE; the figures then include its cost")
+    parser.add_argument("--targets", default="extension",
+                        help="what the calls dial, comma-separated: `extension` (1999, a "
+                        "static contact) and/or `tollfree` (0120999999, one destination "
+                        "through a trunk); with both, each rate runs for each target back "
+                        "to back on the same switch, so their figures compare side by side")
     parser.add_argument("--hold-only", action="store_true", help="only the hold test")
     parser.add_argument("--no-hold", action="store_true", help="skip the hold test")
     parser.add_argument("--hold-calls", type=int, default=10_000,
@@ -215,6 +225,7 @@ def main() -> None:
         int(text) for text in arguments.rates.split(",") if text.strip()]
     hold = not arguments.no_hold and arguments.hold_calls > 0
     profile = arguments.profile
+    targets = [TARGETS[name.strip()] for name in arguments.targets.split(",") if name.strip()]
     with tempfile.TemporaryDirectory(prefix="softswitch-call-bench-") as directory:
         print(f"calls: SIPp uac (trunk {LOADGEN_HOST}) -> softswitch -> SIPp uas "
               f"({CALLEE_HOST}); {arguments.seconds:g} s per step")
@@ -222,7 +233,7 @@ def main() -> None:
             with running_switch(Path(directory) / "steps", max(rates) * 20 + 1000,
                                 profile) as lab:
                 profile = None
-                run_steps(lab, rates, arguments.seconds)
+                run_steps(lab, rates, arguments.seconds, targets)
         if hold:
             # A switch of its own: the overloaded steps leave their RSS behind.
             with running_switch(Path(directory) / "hold", arguments.hold_calls * 2 + 1000,
@@ -302,21 +313,39 @@ def running_switch(workdir: Path, callee_calls: int,
             print((workdir / "switch.log").read_text(errors="replace")[-3000:])
 
 
-def run_steps(lab: RunningSwitch, rates: list[int], seconds: float) -> None:
-    highest_clean = 0
+TARGETS = {"extension": ("extension", "1999"), "tollfree": ("tollfree", BENCH_TOLLFREE_NUMBER)}
+"""`--targets` names: (label, the Request-URI user SIPp dials)."""
+
+
+def run_steps(lab: RunningSwitch, rates: list[int], seconds: float,
+              targets: list[tuple[str, str]]) -> None:
+    highest_clean = {label: 0 for label, _ in targets}
     for rate in rates:
-        result = run_step(lab.port, rate, seconds, lab.workdir, lab.pid)
-        clean = result["failed"] == 0 and result["unexpected"] == 0
-        if clean:
-            highest_clean = max(highest_clean, rate)
-        print(f"  {rate:5d} calls/s: {result['successful']:.0f}/{result['count']:.0f} "
-              f"ok, failed {result['failed']:.0f}, unexpected "
-              f"{result['unexpected']:.0f}, retransmissions "
-              f"{result['retransmissions']:.0f}, setup p50 {result['p50']:.1f} ms "
-              f"p99 {result['p99']:.1f} ms, switch CPU {result['cpu'] * 100:.0f}% "
-              f"RSS {result['rss'] / 2**20:.0f} MiB")
-    print(f"highest rate with zero failed calls and zero unexpected messages: "
-          f"{highest_clean} calls/s")
+        for label, target in targets:
+            result = run_step(lab.port, rate, seconds, lab.workdir, lab.pid, target)
+            clean = result["failed"] == 0 and result["unexpected"] == 0
+            if clean:
+                highest_clean[label] = max(highest_clean[label], rate)
+            print_step(label if len(targets) > 1 else "", rate, result)
+    for label, highest in highest_clean.items():
+        print(f"highest rate with zero failed calls and zero unexpected messages"
+              f"{' (' + label + ')' if len(targets) > 1 else ''}: {highest} calls/s")
+    if len(targets) > 1 and highest_clean[targets[0][0]]:
+        first = targets[0][0]
+        for label, highest in highest_clean.items():
+            if label != first:
+                print(f"{label} / {first}: {highest / highest_clean[first] * 100:.0f}% of the "
+                      f"clean calls/s, measured side by side")
+
+
+def print_step(label: str, rate: int, result: dict[str, float]) -> None:
+    print(f"  {label + ' ' if label else ''}{rate:5d} calls/s: "
+          f"{result['successful']:.0f}/{result['count']:.0f} "
+          f"ok, failed {result['failed']:.0f}, unexpected "
+          f"{result['unexpected']:.0f}, retransmissions "
+          f"{result['retransmissions']:.0f}, setup p50 {result['p50']:.1f} ms "
+          f"p99 {result['p99']:.1f} ms, switch CPU {result['cpu'] * 100:.0f}% "
+          f"RSS {result['rss'] / 2**20:.0f} MiB")
 
 
 def print_hold(held: dict[str, Any], rate: int, calls: int) -> None:

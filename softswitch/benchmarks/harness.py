@@ -29,6 +29,7 @@ __all__ = [
     "CALLEE_HOST", "LOADGEN_HOST", "Lab",
     "CALLEE", "CALLER", "SWITCH", "SansIoSwitch", "UacPeer", "UasPeer", "load_bench_snapshot",
     "write_bench_config",
+    "BENCH_TOLLFREE_NUMBER",
 ]
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -39,8 +40,14 @@ CALLER: Address = (LOADGEN_HOST, 5061)
 CALLEE: Address = (CALLEE_HOST, 5062)
 
 
+BENCH_TOLLFREE_NUMBER = "0120999999"
+"""The benchmark's toll-free number: one destination, reached through trunk `bench-uas`
+(the SIPp uas), whole country designated, no schedule, channels far above any step."""
+
+
 def write_bench_config(directory: Path, callee_port: int) -> Path:
-    """The demo config plus extension 1999, whose static contact is the SIPp uas."""
+    """The demo config plus extension 1999, whose static contact is the SIPp uas, and
+    the toll-free number `BENCH_TOLLFREE_NUMBER`, whose destination is the same uas."""
     config = yaml.safe_load((REPOSITORY / "configs" / "demo.yaml").read_text(encoding="utf-8"))
     tenant = config["tenants"][0]
     tenant["extensions"].append({
@@ -48,6 +55,23 @@ def write_bench_config(directory: Path, callee_port: int) -> Path:
         "site": tenant["sites"][0]["name"],
         "display_name": "benchmark callee (SIPp uas)",
         "static_contact_uri": f"sip:1999@{CALLEE_HOST}:{callee_port}",
+    })
+    config["trunks"].append({
+        "name": "bench-uas",
+        "kind": "pstn",
+        "host": CALLEE_HOST,
+        "port": callee_port,
+        "transport": "udp",
+    })
+    config.setdefault("tollfree_numbers", []).append({
+        "number": BENCH_TOLLFREE_NUMBER,
+        "tenant": tenant["name"],
+        "contracted_channels": 50_000,
+        "channel_setting": 50_000,
+        "options": ["distribution"],
+        "destination_sets": {
+            "default": [{"number": "0312349999", "weight": 1, "trunk": "bench-uas"}],
+        },
     })
     path = directory / "bench.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
