@@ -33,6 +33,7 @@ import uvloop
 
 from softswitch.__main__ import _CallTimer, _open_config_store, _start_registrar
 from softswitch.benchmarks.harness import (
+    BENCH_TOLLFREE_NUMBER,
     CALLEE,
     CALLER,
     SWITCH,
@@ -63,10 +64,12 @@ class CapturedUdp:
 
 
 class Bench:
-    def __init__(self, driver: SipTransportDriver[SipEndpoint], udp: CapturedUdp) -> None:
+    def __init__(
+        self, driver: SipTransportDriver[SipEndpoint], udp: CapturedUdp, target: str = "1999"
+    ) -> None:
         self.driver = driver
         self.udp = udp
-        self.caller = UacPeer()
+        self.caller = UacPeer(target)
         self.callee = UasPeer()
         self.peer_ns = 0
         """Time spent in the peers (subtracted from the process's CPU time)."""
@@ -103,7 +106,9 @@ class Bench:
             self.deliver(self.caller.hang_up_oldest(), CALLER)
 
 
-async def run(rate: int, seconds: float, hold: int, profile: Path | None, rounds: int) -> None:
+async def run(
+    rate: int, seconds: float, hold: int, profile: Path | None, rounds: int, target: str = "1999"
+) -> None:
     with tempfile.TemporaryDirectory(prefix="softswitch-call-cpu-") as directory:
         workdir = Path(directory)
         config = write_bench_config(workdir, CALLEE[1])
@@ -122,7 +127,7 @@ async def run(rate: int, seconds: float, hold: int, profile: Path | None, rounds
         element = Element(driver.endpoint, registrar=service, calls=call_service)
         call_timer = _CallTimer(asyncio.get_running_loop(), driver, element, call_service)
         driver.set_event_handler(call_timer.handle_event)
-        bench = Bench(driver, udp)
+        bench = Bench(driver, udp, target)
         loop = asyncio.get_running_loop()
         number = 0
         per_call: list[float] = []
@@ -187,13 +192,17 @@ def main() -> None:
     parser.add_argument("--hold", type=int, default=0,
                         help="calls kept established before the oldest is hung up")
     parser.add_argument("--profile", type=Path, help="cProfile output of the last round")
+    parser.add_argument("--tollfree", action="store_true",
+                        help="call the bench toll-free number (one destination through a "
+                        "trunk, the same uas) instead of extension 1999")
     arguments = parser.parse_args()
     tune_garbage_collector()
     gc.collect()
     print(f"B2BUA call CPU, no sockets: SIPp-like uac -> switch -> uas, "
           f"{arguments.rate} calls/s, {arguments.rounds} rounds of {arguments.seconds:g} s")
+    target = BENCH_TOLLFREE_NUMBER if arguments.tollfree else "1999"
     uvloop.run(run(arguments.rate, arguments.seconds, arguments.hold, arguments.profile,
-                   arguments.rounds))
+                   arguments.rounds, target))
 
 
 if __name__ == "__main__":

@@ -126,7 +126,9 @@ class UacPeer:
     `rejected`; `cancel(number)` cancels a call still ringing (§9.1).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, target: str = "1999") -> None:
+        self.target = target
+        """The Request-URI user: extension 1999, or `BENCH_TOLLFREE_NUMBER`."""
         self.established: deque[tuple[str, str]] = deque()  # (call number, To tag)
         self.completed = 0
         self.unexpected = 0
@@ -135,10 +137,10 @@ class UacPeer:
     def invite(self, number: int) -> bytes:
         body = CALLER_SDP
         return (
-            f"INVITE sip:1999@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
+            f"INVITE sip:{self.target}@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {CALLER[0]}:{CALLER[1]};branch=z9hG4bK-1-{number}-0\r\n"
             f"From: sipp <sip:sipp@{CALLER[0]}:{CALLER[1]}>;tag=1SIPpTag00{number}\r\n"
-            f"To: 1999 <sip:1999@{SWITCH[0]}:{SWITCH[1]}>\r\n"
+            f"To: {self.target} <sip:{self.target}@{SWITCH[0]}:{SWITCH[1]}>\r\n"
             f"Call-ID: {number}-1@{CALLER[0]}\r\n"
             "CSeq: 1 INVITE\r\n"
             f"Contact: sip:sipp@{CALLER[0]}:{CALLER[1]}\r\n"
@@ -150,10 +152,10 @@ class UacPeer:
 
     def _in_dialog(self, method: str, cseq: int, number: str, to_tag: str, branch: str) -> bytes:
         return (
-            f"{method} sip:1999@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
+            f"{method} sip:{self.target}@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {CALLER[0]}:{CALLER[1]};branch=z9hG4bK-1-{number}-{branch}\r\n"
             f"From: sipp <sip:sipp@{CALLER[0]}:{CALLER[1]}>;tag=1SIPpTag00{number}\r\n"
-            f"To: 1999 <sip:1999@{SWITCH[0]}:{SWITCH[1]}>;tag={to_tag}\r\n"
+            f"To: {self.target} <sip:{self.target}@{SWITCH[0]}:{SWITCH[1]}>;tag={to_tag}\r\n"
             f"Call-ID: {number}-1@{CALLER[0]}\r\n"
             f"CSeq: {cseq} {method}\r\n"
             f"Contact: sip:sipp@{CALLER[0]}:{CALLER[1]}\r\n"
@@ -189,10 +191,10 @@ class UacPeer:
     def cancel(self, number: int) -> bytes:
         """§9.1: the CANCEL of call `number`'s INVITE (same branch, CSeq number)."""
         return (
-            f"CANCEL sip:1999@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
+            f"CANCEL sip:{self.target}@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {CALLER[0]}:{CALLER[1]};branch=z9hG4bK-1-{number}-0\r\n"
             f"From: sipp <sip:sipp@{CALLER[0]}:{CALLER[1]}>;tag=1SIPpTag00{number}\r\n"
-            f"To: 1999 <sip:1999@{SWITCH[0]}:{SWITCH[1]}>\r\n"
+            f"To: {self.target} <sip:{self.target}@{SWITCH[0]}:{SWITCH[1]}>\r\n"
             f"Call-ID: {number}-1@{CALLER[0]}\r\n"
             "CSeq: 1 CANCEL\r\n"
             "Max-Forwards: 70\r\n"
