@@ -7,7 +7,8 @@
   `-trace_stat` SuccessfulCall count).
 - The caller is a SIPp UAC playing the carrier: it binds (`-i`) the demo's trusted `pstn`
   trunk source, 127.0.0.3, so it is not challenged and may reach toll-free routing.
-- Covered: 40 calls at 3:1 give exactly 30 and 10 (400 are in the unit tests); with a
+- Covered: 400 calls at 3:1 give exactly 300 and 100, and every 4 consecutive calls (in
+  the order SIPp numbered them) split 3/1; with a
   channel limit of 2, three concurrent calls give exactly one 486; a destination
   answering 503 is skipped for the next one (sequential failover); a CANCEL while the
   destination rings gives 487; after hours the switch answers with SDP, sends the
@@ -20,6 +21,10 @@
   (`--api`), and the last test checks that its daily statistics, per number and per
   destination, equal the calls the tests before it made (each test notes its calls'
   categories in `MADE` once its own checks passed, so any subset of the module checks).
+- Last, the switch is killed (SIGKILL) right after more calls ended, started again on
+  the same store, and the statistics still hold every completed call: the records are
+  in the journal before a call's log line is written, and the journal is ingested after
+  the restart.
 Every process has a time limit and is stopped by its PID.
 """
 
@@ -60,11 +65,14 @@ FAILOVER = "0120000333"
 RINGING = "0120000444"
 AFTER_HOURS = "0120000555"
 OUT_OF_AREA = "0120000666"
+TOKYO_ONLY = "0120000777"
+AREA_HEADER = "X-Caller-Area"
+"""The `caller_area_header` of the test configuration's carrier trunk (`pstn`)."""
 WHOLE_DAY = [
     {"weekday": day, "start": "00:00", "end": "24:00"}
     for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ] + [{"holiday": True, "start": "00:00", "end": "24:00"}]
-GATEWAYS = ("tokyo", "osaka", "limited", "broken", "backup", "ringer")
+GATEWAYS = ("tokyo", "osaka", "limited", "broken", "backup", "ringer", "area")
 MADE: Counter[tuple[str, str]] = Counter()
 """(toll-free number, category) -> calls the tests made and checked."""
 MADE_BY_DESTINATION: Counter[tuple[str, str]] = Counter()
@@ -102,6 +110,8 @@ def write_config(path: Path, gateways: dict[str, tuple[str, int]]) -> None:
             }
         )
     base = document["tollfree_numbers"][0]
+    (carrier,) = [trunk for trunk in document["trunks"] if trunk["name"] == "pstn"]
+    carrier["caller_area_header"] = AREA_HEADER
 
     def number(text: str, channels: int, *destinations: dict[str, object]) -> dict[str, object]:
         entry = dict(base)
@@ -118,7 +128,7 @@ def write_config(path: Path, gateways: dict[str, tuple[str, int]]) -> None:
     document["tollfree_numbers"] = [
         number(
             RATIO,
-            10,
+            100,
             destination("0312340001", 3, "gw-tokyo"),
             destination("0612340001", 1, "gw-osaka"),
         ),
@@ -132,8 +142,15 @@ def write_config(path: Path, gateways: dict[str, tuple[str, int]]) -> None:
         number(RINGING, 10, destination("0312340004", 1, "gw-ringer")),
         number(AFTER_HOURS, 10, destination("0312340005", 1, "gw-ringer")),
         number(OUT_OF_AREA, 10, destination("0312340006", 1, "gw-ringer")),
+        number(TOKYO_ONLY, 10, destination("0312340007", 1, "gw-area")),
     ]
-    after_hours, out_of_area = document["tollfree_numbers"][4:6]
+    after_hours, out_of_area, tokyo_only = document["tollfree_numbers"][4:7]
+    tokyo_only["designated_areas"] = {
+        **base["designated_areas"],
+        "whole_country": False,
+        "prefectures": ["13"],
+        "refusal_action": "reject",
+    }
     # The English announcement (8.6 s) is the shorter one.
     after_hours["announcements"] = {**base["announcements"], "after_hours": "after_hours_en"}
     after_hours["schedules"] = [
@@ -230,12 +247,13 @@ def carrier_call(
     number: str,
     calls: int,
     *extra: str,
+    caller: str = CALLER_NUMBER,
 ) -> subprocess.CompletedProcess[bytes]:
     """`calls` SIPp UAC calls to the toll-free `number` from the trusted trunk source."""
     address = (TRUNK_SOURCE, free_port(TRUNK_SOURCE))
     command = sipp_command(
         switch, tmp_path, scenario, "caller", address, calls,
-        "-s", number, "-key", "caller", CALLER_NUMBER, *extra,
+        "-s", number, "-key", "caller", caller, *extra,
     )  # fmt: skip
     return subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=SIPP_LIMIT + 15)
 
@@ -286,32 +304,36 @@ def diagnostics(tmp_path: Path, switch: RunningElement, *results: object) -> str
 # --- Tests ---------------------------------------------------------------------------------
 
 
-def test_40_calls_at_3_to_1_reach_the_destinations_30_and_10(
+def test_400_calls_at_3_to_1_reach_the_destinations_300_and_100(
     tollfree_switch: tuple[RunningElement, dict[str, tuple[str, int]]], tmp_path: Path
 ) -> None:
     switch, gateways = tollfree_switch
     with (
-        gateway(switch, tmp_path, "call_uas.xml", "tokyo", gateways["tokyo"], 30) as tokyo,
-        gateway(switch, tmp_path, "call_uas.xml", "osaka", gateways["osaka"], 10) as osaka,
+        gateway(switch, tmp_path, "call_uas.xml", "tokyo", gateways["tokyo"], 300) as tokyo,
+        gateway(switch, tmp_path, "call_uas.xml", "osaka", gateways["osaka"], 100) as osaka,
     ):
         caller = carrier_call(
-            switch, tmp_path, "call_uac_trunk.xml", RATIO, 40, "-r", "50", "-l", "5"
+            switch, tmp_path, "call_uac_trunk.xml", RATIO, 400, "-r", "100", "-l", "60"
         )
         statuses = (wait_exit(tokyo), wait_exit(osaka))
     info = diagnostics(tmp_path, switch, caller)
     assert caller.returncode == 0, info
     assert statuses == (0, 0), info
-    assert successful_calls(tmp_path, "caller") == (40, 0), info
-    assert successful_calls(tmp_path, "tokyo") == (30, 0), info
-    assert successful_calls(tmp_path, "osaka") == (10, 0), info
-    lines = wait_call_lines(switch, RATIO, 40)
-    targets = [line["target"].split("@")[0] for line in lines]
-    assert targets.count("sip:0312340001") == 30
-    assert targets.count("sip:0612340001") == 10
+    assert successful_calls(tmp_path, "caller") == (400, 0), info
+    assert successful_calls(tmp_path, "tokyo") == (300, 0), info
+    assert successful_calls(tmp_path, "osaka") == (100, 0), info
+    lines = wait_call_lines(switch, RATIO, 400)
     assert {(line["result"], line["status"]) for line in lines} == {("answered", "200")}
-    MADE[(RATIO, "connected")] += 40
-    MADE_BY_DESTINATION[(RATIO, "0312340001")] += 30
-    MADE_BY_DESTINATION[(RATIO, "0612340001")] += 10
+    # SIPp numbers its calls 1, 2, 3, ... in its Call-IDs (`N-pid@host`) and sends
+    # them in that order: the switch's rotation saw them in that order too.
+    lines.sort(key=lambda line: int(line["call_id"].split("-", 1)[0]))
+    osaka_calls = [line["target"].startswith("sip:0612340001@") for line in lines]
+    assert osaka_calls.count(True) == 100
+    windows = {sum(osaka_calls[index : index + 4]) for index in range(len(osaka_calls) - 3)}
+    assert windows == {1}, "a run of 4 consecutive calls did not split 3/1"
+    MADE[(RATIO, "connected")] += 400
+    MADE_BY_DESTINATION[(RATIO, "0312340001")] += 300
+    MADE_BY_DESTINATION[(RATIO, "0612340001")] += 100
 
 
 def test_one_call_over_the_channel_limit_gets_486(
@@ -464,6 +486,43 @@ def test_an_out_of_area_caller_hangs_up_during_the_refusal_announcement(
     MADE[(OUT_OF_AREA, "out_of_area")] += 1
 
 
+def test_an_osaka_caller_to_a_tokyo_only_number_is_refused_unless_the_trunk_says_tokyo(
+    tollfree_switch: tuple[RunningElement, dict[str, tuple[str, int]]], tmp_path: Path
+) -> None:
+    """Issue 5 part 5: a 06- caller to a Tokyo-only number is refused (403, counted
+    `out_of_area`); the carrier trunk's asserted area (its `caller_area_header`) wins
+    over the number's in both directions; a mobile has no area but the asserted one."""
+    switch, gateways = tollfree_switch
+    refused = carrier_call(
+        switch, tmp_path, "tollfree_uac_refused.xml", TOKYO_ONLY, 1, caller="0612345678"
+    )
+    assert refused.returncode == 0, diagnostics(tmp_path, switch, refused)
+    asserted_osaka = carrier_call(
+        switch, tmp_path, "tollfree_uac_area_refused.xml", TOKYO_ONLY, 1,
+        "-key", "area", "06", caller=CALLER_NUMBER,
+    )  # fmt: skip
+    assert asserted_osaka.returncode == 0, diagnostics(tmp_path, switch, asserted_osaka)
+    with gateway(switch, tmp_path, "call_uas.xml", "area", gateways["area"], 2) as area:
+        mobile = carrier_call(
+            switch, tmp_path, "tollfree_uac_area.xml", TOKYO_ONLY, 2,
+            "-key", "area", "03", "-r", "10", caller="09012345678",
+        )  # fmt: skip
+        status = wait_exit(area)
+    info = diagnostics(tmp_path, switch, mobile)
+    assert mobile.returncode == 0 and status == 0, info
+    assert successful_calls(tmp_path, "area") == (2, 0), info
+    lines = wait_call_lines(switch, TOKYO_ONLY, 4)
+    assert sorted((line["result"], line["status"]) for line in lines) == [
+        ("answered", "200"),
+        ("answered", "200"),
+        ("rejected", "403"),
+        ("rejected", "403"),
+    ], lines
+    MADE[(TOKYO_ONLY, "out_of_area")] += 2
+    MADE[(TOKYO_ONLY, "connected")] += 2
+    MADE_BY_DESTINATION[(TOKYO_ONLY, "0312340007")] += 2
+
+
 # --- statistics: the API's totals equal the calls made ---------------------------------
 
 CATEGORIES = ("connected", "after_hours", "busy", "out_of_area", "abandoned", "other")
@@ -477,13 +536,15 @@ def _operator_token(base: str) -> str:
         return token
 
 
-def _daily_rows(base: str, token: str, number: str, by: str) -> list[dict[str, object]]:
-    """Daily rows from yesterday to tomorrow (Asia/Tokyo): the calls of this run, even
-    across midnight."""
+def _daily_rows(
+    base: str, token: str, number: str, by: str, granularity: str = "daily"
+) -> list[dict[str, object]]:
+    """Daily (or hourly) rows from yesterday to tomorrow (Asia/Tokyo): the calls of this
+    run, even across midnight."""
     today = datetime.datetime.now(ZoneInfo("Asia/Tokyo")).date()
     query = urllib.parse.urlencode(
         {
-            "granularity": "daily",
+            "granularity": granularity,
             "from": str(today - datetime.timedelta(days=1)),
             "to": str(today + datetime.timedelta(days=1)),
             "by": by,
@@ -533,6 +594,9 @@ def test_the_apis_daily_statistics_equal_the_calls_made(
     for number in numbers:
         totals = found[number]
         assert totals["total"] == sum(totals[category] for category in CATEGORIES)
+        hourly = _daily_rows(base, token, number, "number", granularity="hourly")
+        assert len(hourly) == 72  # three whole days of 24 hours
+        assert _totals(hourly) == totals, number
     by_destination: Counter[tuple[str, str]] = Counter()
     for number in {number for number, _ in MADE_BY_DESTINATION}:
         for row in _daily_rows(base, token, number, "destination"):
@@ -540,3 +604,42 @@ def test_the_apis_daily_statistics_equal_the_calls_made(
             assert isinstance(connected, int)
             by_destination[(number, str(row["destination"]))] += connected
     assert +by_destination == +MADE_BY_DESTINATION
+
+
+def test_completed_calls_survive_a_kill_9_of_the_switch(
+    tollfree_switch: tuple[RunningElement, dict[str, tuple[str, int]]], tmp_path: Path
+) -> None:
+    """Issue 5 part 6: records survive a `kill -9`; none of the completed calls is lost."""
+    switch, gateways = tollfree_switch
+    base = API["base"]
+    token = _operator_token(base)
+    before = _totals(_daily_rows(base, token, RATIO, "number"))
+    logged = len(call_lines(switch, RATIO))
+    calls = 12
+    with (
+        gateway(switch, tmp_path, "call_uas.xml", "tokyo", gateways["tokyo"], 9) as tokyo,
+        gateway(switch, tmp_path, "call_uas.xml", "osaka", gateways["osaka"], 3) as osaka,
+    ):
+        caller = carrier_call(
+            switch, tmp_path, "call_uac_trunk.xml", RATIO, calls, "-r", "50", "-l", "12"
+        )
+        statuses = (wait_exit(tokyo), wait_exit(osaka))
+    info = diagnostics(tmp_path, switch, caller)
+    assert caller.returncode == 0 and statuses == (0, 0), info
+    wait_call_lines(switch, RATIO, logged + calls)  # every call of this test has ended
+    process = switch.process
+    assert process is not None
+    process.kill()  # SIGKILL: no shutdown, no flush
+    assert process.wait(10) == -9
+    switch.start()  # the same store, port and options
+    token = _operator_token(base)
+    deadline = time.monotonic() + STATISTICS_WAIT
+    while True:
+        after = _totals(_daily_rows(base, token, RATIO, "number"))
+        if after["connected"] - before["connected"] >= calls:
+            break
+        assert time.monotonic() < deadline, (before, after, switch.log_text()[-3000:])
+        time.sleep(0.2)
+    assert after["connected"] - before["connected"] == calls  # each exactly once
+    assert after["total"] - before["total"] == calls
+    MADE[(RATIO, "connected")] += calls

@@ -7,6 +7,9 @@ Rules:
   number. Everyone else gets the toll-free endpoints' 403 (the same whether or not the
   number exists); an operator gets 404 for an unknown number; a path that is no
   toll-free number is a 422 naming `number`.
+- The statistics are an option contract (`statistics` in the number's options): without
+  it everyone but the operator gets 403 naming the missing option (the calls are
+  recorded all the same, so a contract taken later covers past calls).
 - The range is whole days of Asia/Tokyo, `from` to `to` inclusive, at most
   `MAX_RANGE_DAYS` days: `to` before `from`, or a longer range, is a 422 naming `to`
   (in the query). A malformed date is pydantic's 422 naming the parameter.
@@ -29,9 +32,10 @@ import io
 from sqlalchemy.orm import Session
 
 from cloudpbx.callrecords import TollFreeCategory
+from cloudpbx.domain import AccountRole
 from cloudpbx.statistics import TIME_ZONE, Granularity, Grouping, traffic
 from custcon_api.deps import Principal
-from custcon_api.errors import FieldProblem, InvalidFields
+from custcon_api.errors import FieldProblem, Forbidden, InvalidFields
 from custcon_api.statistics.schemas import StatisticsPublic, TrafficRowPublic
 from custcon_api.tollfree.service import Access, authorized_number
 
@@ -107,6 +111,8 @@ def number_statistics(
             for a reversed or too long range (naming `to`).
     """
     number = authorized_number(session, principal, number_text, Access.READ)
+    if "statistics" not in number.options and principal.account.role is not AccountRole.OPERATOR:
+        raise Forbidden("the statistics option is not contracted for this number")
     _check_range(first_day, last_day)
     rows = traffic(session, number.number, first_day, last_day, granularity, grouping)
     hourly = granularity is Granularity.HOURLY

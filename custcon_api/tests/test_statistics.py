@@ -204,3 +204,21 @@ def test_a_366_day_range_is_allowed(client: TestClient) -> None:
     response = client.get(PATH, params=query, headers=bearer(token_for(client, "operator")))
     assert response.status_code == 200
     assert len(response.json()["rows"]) == 366
+
+
+@pytest.mark.usefixtures("records")
+def test_without_the_statistics_option_only_the_operator_reads_them(client: TestClient) -> None:
+    operator = bearer(token_for(client, "operator"))
+    contract = client.patch(
+        f"/api/v1/tollfree-numbers/{NUMBER}/contract",
+        json={"options": ["distribution", "after_hours"]},
+        headers=operator,
+    )
+    assert contract.status_code == 200, contract.text
+    for login in ("tf@demo", "admin@demo"):
+        refused = client.get(PATH, params=_query(), headers=bearer(token_for(client, login)))
+        assert refused.status_code == 403, refused.text
+        assert "statistics option" in refused.json()["detail"]
+    allowed = client.get(PATH, params=_query(), headers=operator)
+    assert allowed.status_code == 200, allowed.text
+    assert sum(row["total"] for row in allowed.json()["rows"]) == 7

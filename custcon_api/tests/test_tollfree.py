@@ -592,15 +592,20 @@ def test_channel_setting(
     user = tokens["user1001@demo"]
     response = api.put(f"{BASE}/{NUMBER}/channels", headers=user, json={"channel_setting": 3})
     assert response.status_code == 200
-    assert response.json() == {"channel_setting": 3, "contracted_channels": 10}
+    assert response.json() == {
+        "channel_setting": 3,
+        "contracted_channels": 10,
+        "no_answer_timeout_seconds": 30,
+    }
     assert subscriber.received() == [CONFIG]
     with session_factory() as session:
         row = session.scalars(select(TollFreeNumber).where(TollFreeNumber.number == NUMBER)).one()
         assert row.channel_setting == 3
     (audit_row,) = _audit_rows(session_factory, NUMBER, "tollfree.channels")
     assert audit_row.actor == "user1001@demo"
-    assert audit_row.before == {"channel_setting": 10, "contracted_channels": 10}
-    assert audit_row.after == {"channel_setting": 3, "contracted_channels": 10}
+    unchanged = {"contracted_channels": 10, "no_answer_timeout_seconds": 30}
+    assert audit_row.before == {"channel_setting": 10, **unchanged}
+    assert audit_row.after == {"channel_setting": 3, **unchanged}
     assert audit_row.tenant_id == row.tenant_id
     for value in (11, -1):
         refused = api.put(
@@ -1301,3 +1306,32 @@ def test_the_demo_numbers_ratio_change(
     assert subscriber.received() == [CONFIG]
     assert _weights(session_factory, demo_number) == {"0312340001": 1, "0612340001": 1}
     assert len(_audit_rows(session_factory, demo_number, "tollfree.weights")) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.usefixtures("numbers")
+def test_the_no_answer_timeout_is_set_with_the_channels(
+    api: TestClient, tokens: Tokens, session_factory: sessionmaker[Session]
+) -> None:
+    admin = tokens["admin@demo"]
+    path = f"{BASE}/{NUMBER}/channels"
+    response = api.put(path, json={"channel_setting": 4}, headers=admin)
+    assert response.status_code == 200, response.text
+    assert response.json()["no_answer_timeout_seconds"] == 30  # the default, unchanged
+    response = api.put(
+        path, json={"channel_setting": 4, "no_answer_timeout_seconds": 45}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "channel_setting": 4,
+        "contracted_channels": 10,
+        "no_answer_timeout_seconds": 45,
+    }
+    for bad in (4, 301, "thirty"):
+        refused = api.put(
+            path, json={"channel_setting": 4, "no_answer_timeout_seconds": bad}, headers=admin
+        )
+        assert _locations(refused)[0][0] == ["body", "no_answer_timeout_seconds"], bad
+    with session_factory() as session:
+        stored = session.scalars(select(TollFreeNumber).where(TollFreeNumber.number == NUMBER))
+        assert stored.one().no_answer_timeout_seconds == 45

@@ -161,20 +161,25 @@ class TollFreeNumberPublic(BaseModel):
 
 
 class ChannelSettingUpdate(_Request):
-    """`PUT .../channels`: concurrent calls allowed (ch数), at most the contracted count."""
+    """`PUT .../channels`: concurrent calls allowed (ch数), at most the contracted count,
+    and how long the destinations ring (absent: unchanged)."""
 
     channel_setting: int
+    no_answer_timeout_seconds: Annotated[int, Field(ge=5, le=300)] | None = None
+    """Seconds the destinations ring in all before the caller gets 480 (default 30)."""
 
 
 class ChannelsPublic(BaseModel):
     channel_setting: int
     contracted_channels: int
+    no_answer_timeout_seconds: int
 
     @classmethod
     def of(cls, number: TollFreeNumber) -> ChannelsPublic:
         return cls(
             channel_setting=number.channel_setting,
             contracted_channels=number.contracted_channels,
+            no_answer_timeout_seconds=number.no_answer_timeout_seconds,
         )
 
 

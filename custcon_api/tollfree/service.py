@@ -525,6 +525,8 @@ def set_channels(
         raise InvalidFields([FieldProblem("channel_setting", "channel_setting", problem)])
     before = ChannelsPublic.of(number).model_dump(mode="json")
     number.channel_setting = body.channel_setting
+    if body.no_answer_timeout_seconds is not None:
+        number.no_answer_timeout_seconds = body.no_answer_timeout_seconds
     _commit(
         session,
         context,

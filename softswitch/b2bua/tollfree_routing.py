@@ -6,6 +6,9 @@ new INVITE to a toll-free number gets, through the pure decisions of
 admitted call) holds the call's channels and builds its `TollFreeCallRecord`.
 
 Rules, in the order `TollFreeRouter.admit()` applies them:
+- Option contracts: every rule below applies `contracted_view(entry)`
+  (`softswitch.tollfree.options`): a feature the number has not contracted is not in
+  force, whatever its stored settings (cached per entry object, so once per snapshot).
 0. A toll-free INVITE is one whose Request-URI user is a 0120/0800 number, national
    (`0120000111`) or E.164 (`+81120000111`), normalised by
    `cloudpbx.rules.normalize_tollfree_number`. Only a trusted carrier trunk
@@ -15,11 +18,16 @@ Rules, in the order `TollFreeRouter.admit()` applies them:
    any of our numbers).
 1. Area designation: the caller is the P-Asserted-Identity (RFC 3325 §9.1: a trusted
    peer asserts it) or, without one, the From URI; `Privacy: id` (RFC 3325 §9.3) or
-   `user` (RFC 3323 §4.2) withholds it. No asserted area header is read yet (the area
-   comes from the number). A refusal is category `out_of_area`: with `refusal_action`
-   `announcement` and announcements available (`TollFreeRouter.announcements`, set when
-   a media adapter is attached) the switch answers and plays `refusal_announcement`
-   (`TollFreeAnnouncement`); otherwise 403 Forbidden (§21.4.4).
+   `user` (RFC 3323 §4.2) withholds it. A trunk with a `caller_area_header` asserts the
+   caller's charging area there (PEERS.md §3.2: the network, not the number, knows
+   where a mobile is): a national area code (`03`, `0422`; parameters after `;` are
+   ignored) wins over the number's area (`check_area` rule 4); a value that is no
+   area code is ignored and counted (`tollfree_caller_area_invalid`), and only that
+   trunk's header is read (any other trunk's, or a subscriber's, is not). A refusal is
+   category `out_of_area`: with `refusal_action` `announcement` and announcements
+   available (`TollFreeRouter.announcements`, set when a media adapter is attached)
+   the switch answers and plays `refusal_announcement` (`TollFreeAnnouncement`);
+   otherwise 403 Forbidden (§21.4.4).
 2. Schedule: `decide(entry, wall time)` in Asia/Tokyo. After hours, category
    `after_hours`: the switch answers and plays the decision's announcement when
    announcements are available; otherwise 480 Temporarily Unavailable (§21.4.18).
@@ -35,8 +43,8 @@ Rules, in the order `TollFreeRouter.admit()` applies them:
    transport (`;transport=tcp` for TCP, RFC 3261 §19.1.1). A failover status
    (`is_failover_status`: 408, Timer B, 5xx, transport error) moves to the next
    candidate; strict numbers have one candidate and never fail over.
-- The no-answer timeout is `TollFreeRouter.no_answer_timeout` (30 s by default, the
-  extensions' default; the snapshot has no per-number setting yet), restarted for each
+- The no-answer timeout is the number's `no_answer_timeout_seconds` (30 s by default,
+  like the extensions'; `TollFreeCall.no_answer_timeout`), restarted for each
   candidate: 480 to the caller, category `other`. A candidate that sends no response
   at all within `TollFreeRouter.attempt_timeout` (5 s) is given up as a 408 and the
   next one is tried (`Call` rules: sequential hunting); Timer B (32 s over UDP) would
@@ -90,9 +98,10 @@ from softswitch.tollfree import (
     saturated_destinations,
     tollfree_channel_limit,
 )
+from softswitch.tollfree.options import contracted_view
 from softswitch.tollfree.schedule import TOKYO
 
-from .call import DEFAULT_NO_ANSWER_TIMEOUT, CallEnded, CallResult
+from .call import CallEnded, CallResult
 
 __all__ = [
     "BUSY_TRANSLATION",
@@ -136,6 +145,24 @@ def caller_identity(request: Request) -> CallerNumber:
         for token in value.split(";")
     }
     return parse_caller(identity, privacy_requested=bool(privacy_values & {"id", "user"}))
+
+
+def asserted_area_code(request: Request, header_name: str | None) -> str | None:
+    """The area code a trunk asserts in `header_name` (rule 1); None when the header is
+    absent or not configured.
+
+    Raises:
+        ValueError: the header's value is no national area code.
+    """
+    if header_name is None:
+        return None
+    value = request.headers.get(header_name)
+    if value is None:
+        return None
+    code = value.split(";", 1)[0].strip()
+    if 2 <= len(code) <= 5 and code[0] == "0" and code[1] != "0" and code.isdigit():
+        return code
+    raise ValueError(f"{header_name}: {value!r} is no area code")
 
 
 def _caller_text(caller: CallerNumber) -> str:
@@ -195,6 +222,8 @@ class TollFreeCall:
     targets: tuple[_Target, ...]
     trunk_channels: ChannelCounter
     answer_time: float | None = None
+    no_answer_timeout: float = 30.0
+    """Seconds each destination may ring (module rules: the number's setting)."""
     attempt: int = -1
     """The index of the target whose trunk channel `trunk_token` holds; -1: none yet."""
     trunk_token: ChannelToken | None = None
@@ -299,13 +328,10 @@ class TollFreeRouter:
 
     def __init__(
         self,
-        no_answer_timeout: float = DEFAULT_NO_ANSWER_TIMEOUT,
         *,
         attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
         announcements: bool = False,
     ) -> None:
-        self.no_answer_timeout = no_answer_timeout
-        """Seconds each destination may ring (module rules)."""
         self.attempt_timeout = attempt_timeout
         """Seconds a destination may stay silent before the next is tried."""
         self.announcements = announcements
@@ -316,10 +342,24 @@ class TollFreeRouter:
         self.trunk_channels = ChannelCounter()
         """Channels in use per trunk (toll-free calls only)."""
         self.counters: Counter[str] = Counter()
+        self._views: dict[str, tuple[TollFreeEntry, TollFreeEntry]] = {}
+        """By number: (stored entry, its `contracted_view`), module rules."""
 
     def replace_snapshot(self, snapshot: ConfigSnapshot) -> None:
         """Keep the rotation state of the numbers and sets `snapshot` still holds."""
-        self.distributor.retain(snapshot.tollfree_numbers.values())
+        self._views = {}
+        self.distributor.retain(
+            self._contracted(entry) for entry in snapshot.tollfree_numbers.values()
+        )
+
+    def _contracted(self, entry: TollFreeEntry) -> TollFreeEntry:
+        """`contracted_view(entry)`, computed once per stored entry (module rules)."""
+        cached = self._views.get(entry.number)
+        if cached is not None and cached[0] is entry:
+            return cached[1]
+        view = contracted_view(entry)
+        self._views[entry.number] = (entry, view)
+        return view
 
     def admit(
         self,
@@ -342,10 +382,11 @@ class TollFreeRouter:
         if trunk_name is None:
             self.counters["tollfree_not_from_trunk"] += 1
             return TollFreeRefusal(403, "Forbidden (toll-free calls come from trunks)", None)
-        entry = snapshot.tollfree_number(number)
-        if entry is None:
+        stored = snapshot.tollfree_number(number)
+        if stored is None:
             self.counters["tollfree_unknown_number"] += 1
             return TollFreeRefusal(404, None, None)
+        entry = self._contracted(stored)
         caller = caller_identity(request)
         caller_text = _caller_text(caller)
 
@@ -372,8 +413,16 @@ class TollFreeRouter:
                 request.call_id, entry, caller_text, wall_now, category, announcement
             )
 
-        # Rule 1: area designation.
-        if not check_area(entry, caller).connect:
+        # Rule 1: area designation, with the area the trunk asserts, if it does.
+        trunk = snapshot.trunks.get(trunk_name)
+        try:
+            area_code = asserted_area_code(
+                request, None if trunk is None else trunk.caller_area_header
+            )
+        except ValueError:
+            self.counters["tollfree_caller_area_invalid"] += 1
+            area_code = None
+        if not check_area(entry, caller, asserted_area_code=area_code).connect:
             if self.announcements and entry.refusal_action is RefusalAction.ANNOUNCEMENT:
                 return announced(entry.refusal_announcement, TollFreeCategory.OUT_OF_AREA)
             return refused(403, None, TollFreeCategory.OUT_OF_AREA)
@@ -407,6 +456,7 @@ class TollFreeRouter:
             token,
             targets,
             self.trunk_channels,
+            no_answer_timeout=float(entry.no_answer_timeout_seconds),
         )
 
     def _plan(

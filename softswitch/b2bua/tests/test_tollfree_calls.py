@@ -673,6 +673,88 @@ def test_after_hours_is_refused_for_now_and_counted_after_hours() -> None:
     assert switch.held() == (0, 0)
 
 
+# ======================================================================= option contracts
+
+
+def test_features_without_their_option_contract_are_not_in_force() -> None:
+    """`softswitch.tollfree.options`: the settings are stored, the contract decides."""
+    night = destinations(("0612340009", 1, "osaka"), name="monday")
+    change = schedule(
+        "mondays",
+        ScheduleAction.DESTINATION_CHANGE,
+        [weekly(0, "09:00", "18:00")],
+        destination_set_name="monday",
+    )
+    closed = schedule("closed", ScheduleAction.AFTER_HOURS, [weekly(0, "09:00", "10:30")])
+    entry = tollfree(
+        sets=[TOKYO_OSAKA, night],
+        schedules=[closed, change],
+        whole_country=False,
+        prefectures=["27"],  # Osaka only
+        options=(),
+    )
+    switch = Switch(entry)
+    for call_id in ("c1", "c2", "c3", "c4"):
+        switch.call(call_id, caller="0312345678")  # a Tokyo caller, Monday 10:00, after hours
+        assert switch.caller_final(call_id) is None  # admitted: no designation, no schedules
+    # No distribution: every call goes to the first destination with a weight.
+    invites = [r for r, _ in switch.to_destinations if r.method == "INVITE"]
+    assert [r.uri.user for r in invites] == ["0312340001"] * 4  # type: ignore[union-attr]
+    # 050 callers never connect, whatever the contract (check_area rule 1).
+    switch.call("c5", caller="05012345678")
+    final = switch.caller_final("c5")
+    assert final is not None and final.status_code == 403
+
+
+def test_the_same_settings_with_their_options_are_in_force() -> None:
+    closed = schedule("closed", ScheduleAction.AFTER_HOURS, [weekly(0, "09:00", "10:30")])
+    switch = Switch(tollfree(sets=[TOKYO_OSAKA], schedules=[closed], options=["after_hours"]))
+    switch.call("c1")
+    final = switch.caller_final("c1")
+    assert final is not None and final.status_code == 480
+    assert switch.categories() == ["after_hours"]
+
+
+# ======================================================================= trunk-asserted area
+
+AREA_HEADER = "X-Caller-Area"
+
+
+def test_a_trunk_asserted_caller_area_wins_over_the_number() -> None:
+    carrier = dataclasses.replace(TRUNKS[0], caller_area_header=AREA_HEADER)
+    entry = tollfree(sets=[TOKYO_OSAKA], whole_country=False, prefectures=["13"])  # Tokyo
+    switch = Switch(entry, trunks=(carrier, *TRUNKS[1:]))
+    # A mobile caller has no area of its own; the network says Osaka (06): refused.
+    switch.call("c1", caller="09012345678", extra=f"{AREA_HEADER}: 06\r\n")
+    final = switch.caller_final("c1")
+    assert final is not None and final.status_code == 403
+    # The network says Tokyo (03) for an Osaka fixed number: the assertion wins.
+    switch.call("c2", caller="0661234567", extra=f"{AREA_HEADER}: 03;source=hlr\r\n")
+    assert switch.caller_final("c2") is None
+    # A value that is no area code is ignored and counted: the number's area decides.
+    switch.call("c3", caller="0661234567", extra=f"{AREA_HEADER}: tokyo\r\n")
+    final = switch.caller_final("c3")
+    assert final is not None and final.status_code == 403
+    assert switch.router.counters["tollfree_caller_area_invalid"] == 1
+    assert switch.categories() == ["out_of_area", "out_of_area"]
+
+
+def test_only_the_configured_trunk_header_is_read() -> None:
+    entry = tollfree(sets=[TOKYO_OSAKA], whole_country=False, prefectures=["13"])
+    switch = Switch(entry)  # the carrier trunk configures no area header
+    switch.call("c1", caller="0661234567", extra=f"{AREA_HEADER}: 03\r\n")
+    final = switch.caller_final("c1")
+    assert final is not None and final.status_code == 403
+
+
+def test_the_no_answer_timeout_is_the_numbers_setting() -> None:
+    switch = Switch(tollfree(sets=[TOKYO_OSAKA], no_answer_timeout_seconds=12))
+    switch.call("c1")
+    request, flow = switch.pending_invite()
+    switch.answer(request, flow, 180)
+    assert switch.service.next_deadline() == 12.0
+
+
 # ======================================================================= announcements
 
 OFFER = (

@@ -63,6 +63,10 @@ def schedule(
     return ScheduleEntry(name, action, destination_set_name, enabled, tuple(ranges))
 
 
+ALL_OPTIONS = ("distribution", "destination_change", "after_hours", "area_designation")
+"""Every routing option contract (`softswitch.tollfree.options`)."""
+
+
 def tollfree(
     *,
     number: str = TOLLFREE_NUMBER,
@@ -77,6 +81,8 @@ def tollfree(
     allow_fixed: bool = True,
     allow_mobile: bool = True,
     allow_withheld: bool = True,
+    options: Iterable[str] = ALL_OPTIONS,
+    no_answer_timeout_seconds: int = 30,
 ) -> TollFreeEntry:
     set_list = list(sets) or [destination_set([1])]
     return TollFreeEntry(
@@ -95,9 +101,10 @@ def tollfree(
         allow_fixed=allow_fixed,
         allow_mobile=allow_mobile,
         allow_withheld=allow_withheld,
-        options=frozenset({"distribution", "after_hours", "destination_change"}),
+        options=frozenset(options),
         destination_sets=MappingProxyType({entry.name: entry for entry in set_list}),
         schedules=tuple(schedules),
+        no_answer_timeout_seconds=no_answer_timeout_seconds,
     )
 
 
