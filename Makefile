@@ -41,7 +41,7 @@ typecheck: $(STAMP)
 	$(PYTHON) -m mypy softswitch cloudpbx custcon_api
 
 test: $(STAMP) debian-packages lint typecheck
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile --durations=15
 
 bench: $(STAMP) debian-packages
 	$(PYTHON) -m softswitch.benchmarks.parser
@@ -52,6 +52,8 @@ bench: $(STAMP) debian-packages
 	# Issue 5: toll-free calls against plain extension calls, side by side on one switch.
 	$(PYTHON) -m softswitch.benchmarks.call_load --targets extension,tollfree \
 	  --rates 400,600,800,900,1000 --seconds 20 --no-hold
+	# Issue 6 item 7: overload control under a flood at 3x the clean call rate.
+	$(PYTHON) -m softswitch.benchmarks.flood --flood-seconds 20
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -136,6 +136,8 @@ def trunk_view(trunk: Trunk) -> dict[str, object]:
         "capacity": trunk.capacity,
         "auth_username": trunk.auth_username,
         "auth_realm": trunk.auth_realm,
+        "caller_area_header": trunk.caller_area_header,
+        "abroad_header": trunk.abroad_header,
     }
 
 
@@ -214,6 +216,7 @@ def tollfree_number_view(number: TollFreeNumber) -> dict[str, object]:
         "contracted_channels": number.contracted_channels,
         "channel_setting": number.channel_setting,
         "strict_distribution": number.strict_distribution,
+        "no_answer_timeout_seconds": number.no_answer_timeout_seconds,
         "options": list(number.options),
         "after_hours_announcement": number.after_hours_announcement,
         "destination_sets": [destination_set_view(item) for item in number.destination_sets],

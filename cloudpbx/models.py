@@ -102,6 +102,7 @@ __all__ = [
     "TollFreeScheduleRange",
     "Trunk",
     "TrunkSourceAddress",
+    "VoicemailMessage",
 ]
 
 NAMING_CONVENTION = {
@@ -317,6 +318,12 @@ class Trunk(Base):
     """The realm its HA1s were computed with (and we challenge it with)."""
     auth_ha1_md5: Mapped[str | None] = mapped_column(String(32), default=None)
     auth_ha1_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    caller_area_header: Mapped[str | None] = mapped_column(String(64), default=None)
+    """Header in which this trusted trunk asserts the caller's charging area code
+    (issue 5 part 5, e.g. `X-Caller-Area: 03`); null: the area comes from the number."""
+    abroad_header: Mapped[str | None] = mapped_column(String(64), default=None)
+    """Header whose presence on a mobile trunk's request says the line is abroad
+    (issue 6 part 6, e.g. `P-Visited-Network-ID`); null: only the stored state counts."""
 
     tenant: Mapped[Tenant | None] = relationship()
     source_addresses: Mapped[list[TrunkSourceAddress]] = relationship(
@@ -507,6 +514,9 @@ class TollFreeNumber(Base):
             "channel_setting >= 0 AND channel_setting <= contracted_channels",
             name="channels_within_contract",
         ),
+        CheckConstraint(
+            "no_answer_timeout_seconds BETWEEN 5 AND 300", name="no_answer_timeout_range"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -519,6 +529,10 @@ class TollFreeNumber(Base):
     channel_setting: Mapped[int] = mapped_column(Integer)
     strict_distribution: Mapped[bool] = mapped_column(Boolean, default=False)
     """No failover to other destinations (the carrier's own behaviour)."""
+    no_answer_timeout_seconds: Mapped[int] = mapped_column(
+        Integer, default=30, server_default="30"
+    )
+    """Seconds the destinations ring in all before the caller gets 480 (issue 5)."""
     after_hours_announcement: Mapped[str] = mapped_column(String(64), default="after_hours_ja")
     """Announcement played during after-hours schedules (a file name under configs/)."""
     refusal_action: Mapped[RefusalAction] = mapped_column(
@@ -732,3 +746,35 @@ class TollFreeCallRecordRow(Base):
     """Unix time in seconds."""
     answer_time: Mapped[float | None] = mapped_column(Float, default=None)
     end_time: Mapped[float] = mapped_column(Float)
+
+
+class VoicemailMessage(Base):
+    """One voicemail message left for a fixed IP phone's extension (issue 6 item 4).
+
+    The audio is a WAV file (8 kHz mono 16-bit PCM) under the store's voicemail
+    directory (`cloudpbx.voicemail.voicemail_directory`); `file_name` is its path relative
+    to that directory. Deleting the extension deletes its rows (the files are removed by
+    `cloudpbx.voicemail.delete_message`, or left for the operator after a cascade).
+    """
+
+    __tablename__ = "voicemail_message"
+    __table_args__ = (
+        Index("ix_voicemail_message_extension_id_received_at", "extension_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    """Random hex identifier, used in the API's URLs and the file name."""
+    extension_id: Mapped[int] = mapped_column(ForeignKey("extension.id", ondelete="CASCADE"))
+    call_id: Mapped[str] = mapped_column(String(256))
+    """The caller's Call-ID."""
+    caller: Mapped[str] = mapped_column(String(_URI_LENGTH))
+    """The caller's From URI."""
+    received_at: Mapped[float] = mapped_column(Float)
+    """Unix time in seconds when the recording started."""
+    duration_seconds: Mapped[float] = mapped_column(Float)
+    file_name: Mapped[str] = mapped_column(String(256))
+    heard: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Played from the mailbox or downloaded: an old message (RFC 3842 new/old counts)."""
+
+    extension: Mapped[Extension] = relationship()

@@ -31,6 +31,7 @@ __all__ = [
     "ACCOUNTS",
     "CONFIG",
     "TOPICS_NOT_IN_SNAPSHOT",
+    "VOICEMAIL",
     "ChangeNotifier",
     "Subscription",
 ]
@@ -43,7 +44,11 @@ CONFIG = "config"
 """Something the switch routes on changed (`cloudpbx.snapshot`): extensions, trunks, ...
 Also the operator's manual reload (`POST /api/v1/operator/reload`)."""
 
-TOPICS_NOT_IN_SNAPSHOT = frozenset({ACCOUNTS})
+VOICEMAIL = "voicemail"
+"""Voicemail messages changed (deleted or heard through the API): switches recount the
+mailboxes and NOTIFY their message-summary subscribers (`softswitch.b2bua.mwi`)."""
+
+TOPICS_NOT_IN_SNAPSHOT = frozenset({ACCOUNTS, VOICEMAIL})
 """Topics whose data no `ConfigSnapshot` holds: a switch need not rebuild for them. Any
 other topic, including one added later, makes it rebuild (the safe default)."""
 

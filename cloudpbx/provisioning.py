@@ -43,7 +43,9 @@ Rules:
   digest credential (`username` and `password` together) uses `realm`, by default its
   tenant's SIP domain (a carrier-wide trunk must name one). Error messages never repeat
   input values that could be passwords.
-- Trunks of kind `customer_pbx` and `external_gateway` belong to a tenant.
+- Trunks of kind `customer_pbx` and `external_gateway` belong to a tenant. A trunk's
+  `caller_area_header` and `abroad_header` (issue 6; e.g. `P-Visited-Network-ID` on the
+  mobile trunk) are SIP header names: RFC 3261 §25.1 tokens (`cloudpbx.rules.check_header_name`).
 - Toll-free numbers are stored in national form (`cloudpbx.rules.normalize_tollfree_number`),
   destination numbers too. The channel setting (default: the contracted channels) is at
   most the contract. A destination set named `default` is required; each set follows
@@ -167,6 +169,7 @@ from cloudpbx.rules import (
     ScheduleRangeValue,
     area_code_problem,
     channel_setting_problem,
+    check_header_name,
     destination_set_problems,
     normalize_050_number,
     normalize_ip_address,
@@ -369,6 +372,10 @@ class TrunkSpec(_Spec):
     )
     password: Annotated[str, Strict(), StringConstraints(min_length=1)] | None = None
     realm: Annotated[str, Strict(), StringConstraints(min_length=1, max_length=256)] | None = None
+    caller_area_header: Annotated[str, Strict(), AfterValidator(check_header_name)] | None = None
+    """The header in which the trunk asserts the caller's charging area (issue 5)."""
+    abroad_header: Annotated[str, Strict(), AfterValidator(check_header_name)] | None = None
+    """The header whose presence says the calling mobile line is abroad (issue 6)."""
 
 
 class AccountSpec(_Spec):
@@ -459,6 +466,8 @@ class TollFreeSpec(_Spec):
     channel_setting: Annotated[int, Strict()] | None = None
     """None: the contracted channels."""
     strict_distribution: StrictBool = False
+    no_answer_timeout_seconds: Annotated[int, Strict(), Field(ge=5, le=300)] = 30
+    """Seconds the destinations ring in all before the caller gets 480."""
     announcements: AnnouncementsSpec = AnnouncementsSpec()
     options: list[Annotated[str, Strict()]] = []
     designated_areas: DesignatedAreasSpec = DesignatedAreasSpec()
@@ -1362,6 +1371,8 @@ def _apply_trunk(
             "auth_realm": realm,
             "auth_ha1_md5": ha1_md5,
             "auth_ha1_sha256": ha1_sha256,
+            "caller_area_header": spec.caller_area_header,
+            "abroad_header": spec.abroad_header,
         },
     )
     stored = [(source.address, source.port) for source in trunk.source_addresses]
@@ -1605,6 +1616,7 @@ def _apply_tollfree_number(
                 "contracted_channels": spec.contracted_channels,
                 "channel_setting": spec.effective_channel_setting,
                 "strict_distribution": spec.strict_distribution,
+                "no_answer_timeout_seconds": spec.no_answer_timeout_seconds,
                 "after_hours_announcement": spec.announcements.after_hours,
                 "refusal_announcement": spec.announcements.out_of_area,
                 "options": sorted(spec.options),

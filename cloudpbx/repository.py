@@ -131,6 +131,8 @@ def _trunk_entry(trunk: Trunk, tenant_names: dict[int, str]) -> TrunkEntry:
         kind=trunk.kind,
         capacity=trunk.capacity,
         credential=credential,
+        caller_area_header=trunk.caller_area_header,
+        abroad_header=trunk.abroad_header,
     )
 
 
@@ -160,6 +162,7 @@ def _tollfree_entry(
         contracted_channels=number.contracted_channels,
         channel_setting=number.channel_setting,
         strict_distribution=number.strict_distribution,
+        no_answer_timeout_seconds=number.no_answer_timeout_seconds,
         after_hours_announcement=number.after_hours_announcement,
         refusal_announcement=number.refusal_announcement,
         refusal_action=number.refusal_action,

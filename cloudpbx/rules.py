@@ -26,6 +26,8 @@ Rules:
 - A SIP domain is a host name (lower case) or an IP literal (canonical); a trunk's host
   and trusted sources are IP literals (the switch does not resolve names), a source
   optionally with a port: `ADDRESS`, `IPv4:PORT`, `[IPv6]` or `[IPv6]:PORT`.
+- A trunk's `caller_area_header` and `abroad_header` are SIP header names: RFC 3261
+  §25.1 tokens of at most 64 characters.
 - Same contract holder: names compare after Unicode NFKC normalisation with all white
   space removed (`デモ株式会社` == `デモ 株式会社`; full-width and half-width forms match).
 """
@@ -57,6 +59,7 @@ __all__ = [
     "channel_setting_problem",
     "destination_set_problems",
     "format_time_of_day",
+    "check_header_name",
     "normalize_ip_address",
     "normalize_sip_domain",
     "parse_source_address",
@@ -306,6 +309,22 @@ def same_contract_holder(first: str, second: str) -> bool:
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
+
+
+_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]{1,64}$")
+"""RFC 3261 §25.1 `token` (header names are tokens, §7.3.1), at most 64 characters (the
+column's length)."""
+
+
+def check_header_name(text: str) -> str:
+    """A SIP header name a trunk asserts something in (`P-Visited-Network-ID`), unchanged.
+
+    Raises:
+        ValueError: not an RFC 3261 §25.1 token of 1 to 64 characters.
+    """
+    if not _TOKEN.match(text):
+        raise ValueError("must be a SIP header name (an RFC 3261 token, at most 64 characters)")
+    return text
 
 
 def normalize_ip_address(text: str) -> str:

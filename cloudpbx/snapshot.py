@@ -220,6 +220,10 @@ class TrunkEntry:
     """Concurrent calls the peer takes; None: no limit."""
     credential: DigestCredential | None = None
     """The digest credential the peer authenticates with; None: source address only."""
+    caller_area_header: str | None = None
+    """Header in which the trunk asserts the caller's charging area code (issue 5)."""
+    abroad_header: str | None = None
+    """Header whose presence says the calling mobile line is abroad (issue 6)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +300,8 @@ class TollFreeEntry:
     destination_sets: Mapping[str, DestinationSetEntry]
     """By name, in stored order; `default` is in force unless a schedule says otherwise."""
     schedules: tuple[ScheduleEntry, ...]
+    no_answer_timeout_seconds: int = 30
+    """Seconds the destinations ring in all before the caller gets 480."""
 
     @property
     def default_destinations(self) -> DestinationSetEntry | None:

@@ -38,6 +38,7 @@ from custcon_api.pbx.router import router as pbx_router
 from custcon_api.settings import CustconSettings
 from custcon_api.statistics.router import router as statistics_router
 from custcon_api.tollfree.router import router as tollfree_router
+from custcon_api.voicemail.router import router as voicemail_router
 
 __all__ = ["create_app"]
 
@@ -86,4 +87,5 @@ def create_app(
     app.include_router(tollfree_router)
     app.include_router(auditlog_router)
     app.include_router(statistics_router)
+    app.include_router(voicemail_router)
     return app

@@ -64,6 +64,14 @@ Rules:
   read at scrape time, plus gauges (calls in progress, the snapshot's install time and
   size, the last reload's duration, the MQTT session). An address that cannot be bound
   exits 2 like `--sip`; it needs no config store.
+- Overload control (issue 6 item 7, with the config store): new INVITEs get 503 with
+  Retry-After (`--overload-retry-after`, 5 s; RFC 3261 §21.5.4) while
+  `--overload-max-invites` (2000) INVITEs have no final answer, or while the switch is
+  congested: from an event-loop lag of `--overload-max-lag-ms` (200) or a SIP UDP
+  receive buffer half full, until both stayed below half that for 1 s
+  (`softswitch.b2bua.overload`). Both are sampled every 50 ms by `softswitch.loop_lag`;
+  in-dialog requests are never refused. `/metrics` shows the gate
+  (`softswitch_overload_*`) and the refusals.
 - `softswitch check-message FILE...` parses each file's bytes as one datagram with
   `parse_message` and `validate()`, and prints `FILE: valid` or
   `FILE: invalid (STATUS reason)`. Exit status: 0 when every file is valid, 1 when any
@@ -99,7 +107,15 @@ from typing import TYPE_CHECKING
 
 import uvloop
 
+from softswitch.b2bua.overload import (
+    DEFAULT_MAX_INVITES_IN_PROGRESS,
+    DEFAULT_MAX_LOOP_LAG,
+    DEFAULT_OVERLOAD_RETRY_AFTER,
+    OverloadConfig,
+    OverloadGate,
+)
 from softswitch.element import Element
+from softswitch.loop_lag import LoopLagSampler, ReceiveQueueGauge
 from softswitch.runtime import CollectorPacer, tune_garbage_collector
 from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
 from softswitch.sip.errors import RemoteProtocolError
@@ -121,6 +137,7 @@ if TYPE_CHECKING:
     from cloudpbx.snapshot import ConfigSnapshot
     from softswitch.b2bua.announcement_media import AnnouncementMedia
     from softswitch.b2bua.service import CallService
+    from softswitch.b2bua.voicemail_media import VoicemailMedia
     from softswitch.metrics import InstalledSnapshot, MetricsServer
     from softswitch.registrar.service import RegistrarService
     from softswitch.registrar.store import DatabaseBindingStore
@@ -476,6 +493,13 @@ _MQTT_COUNTERS = (
     "messages_received",
     "catch_up_notifications",
 )
+_OVERLOAD_COUNTERS = (
+    "overload_refused.invites_in_progress",
+    "overload_refused.loop_lag",
+    "overload_refused.receive_queue",
+    "overload_congestion_episodes",
+    "overload_congestion_recoveries",
+)
 
 
 @dataclass
@@ -524,12 +548,56 @@ def _start_metrics(address: Address, parts: _Parts) -> MetricsServer:
     calls, service, reloader, bridge = parts.calls, parts.service, parts.reloader, parts.bridge
     if calls is not None:
         counters += [
-            CounterSource("calls", calls.counters, always=("invites", "calls_started")),
+            CounterSource(
+                "calls",
+                calls.counters,
+                always=("invites", "calls_started", "invites_refused_overload"),
+            ),
             CounterSource("caller_auth", calls.authenticator_counters),
         ]
         gauges.append(
             GaugeSource("softswitch_calls_in_progress", "Calls in progress", lambda: len(calls))
         )
+        # Issue 6 item 7: the overload gate (module rules: overload control).
+        gate = calls.overload
+        counters.append(CounterSource("overload", gate.counters, always=_OVERLOAD_COUNTERS))
+        gauges += [
+            GaugeSource(
+                "softswitch_overload_active",
+                "1 while new INVITEs are refused for congestion (loop lag, receive queue)",
+                lambda: float(gate.congested),
+            ),
+            GaugeSource(
+                "softswitch_overload_invites_in_progress",
+                "INVITEs without a final answer (refused at the bound)",
+                lambda: float(calls.invites_in_progress),
+            ),
+            GaugeSource(
+                "softswitch_overload_max_invites_in_progress",
+                "The bound of INVITEs without a final answer (--overload-max-invites)",
+                lambda: float(gate.config.max_invites_in_progress),
+            ),
+            GaugeSource(
+                "softswitch_overload_loop_lag_seconds",
+                "Event-loop lag of the last sample (every 50 ms)",
+                lambda: gate.last_lag,
+            ),
+            GaugeSource(
+                "softswitch_overload_loop_lag_peak_seconds",
+                "Highest event-loop lag sampled since start",
+                lambda: gate.peak_lag,
+            ),
+            GaugeSource(
+                "softswitch_overload_receive_queue_fill",
+                "Share of the SIP UDP socket's receive buffer in use (last sample)",
+                lambda: gate.last_receive_fill,
+            ),
+            GaugeSource(
+                "softswitch_overload_receive_queue_fill_peak",
+                "Highest share of the SIP UDP receive buffer in use since start",
+                lambda: gate.peak_receive_fill,
+            ),
+        ]
     if service is not None:
         counters += [
             CounterSource("registrar", service.registrar.counters),
@@ -622,6 +690,7 @@ async def _serve(
     api_address: Address | None = None,
     mqtt: MqttBridgeConfig | None = None,
     metrics_address: Address | None = None,
+    overload: OverloadConfig | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_log_loop_exception)
@@ -699,6 +768,7 @@ async def _serve(
     if calls is None:
         driver.set_event_handler(element.handle_event)
         call_timer: _CallTimer | None = None
+        lag_sampler: LoopLagSampler | None = None
     else:
         call_timer = _CallTimer(loop, driver, element, calls)
         driver.set_event_handler(call_timer.handle_event)
@@ -706,6 +776,28 @@ async def _serve(
         call_timer.media = _start_announcements(
             loop, calls, driver.local_address[0], call_timer.after_media
         )
+        # Issue 6 item 4: voicemail (greeting, message recording, MWI) over RTP.
+        if config_store is not None and not ipaddress.ip_address(
+            driver.local_address[0]
+        ).is_unspecified:
+            from softswitch.b2bua.voicemail_media import start_voicemail
+
+            call_timer.voicemail = start_voicemail(
+                loop,
+                calls,
+                driver.local_address[0],
+                config_store.engine,
+                call_timer.after_media,
+                notifier,
+            )
+        # Issue 6 item 7 (module rules: overload control): the gate of new INVITEs and
+        # the loop-lag samples it is fed.
+        if overload is not None:
+            calls.overload = OverloadGate(overload)
+        lag_sampler = LoopLagSampler(
+            loop, calls.overload, receive_queue=ReceiveQueueGauge(driver.udp_socket)
+        )
+        lag_sampler.start()
 
     pacer = CollectorPacer(loop)  # softswitch.runtime: young collections on a timer
     pacer.start()
@@ -751,8 +843,13 @@ async def _serve(
         if reloader is not None:
             await reloader.close()
         pacer.close()
+        if lag_sampler is not None:
+            lag_sampler.close()
         if call_timer is not None:
             call_timer.close()
+            if call_timer.voicemail is not None:
+                # The messages of calls cut by the stop are saved before the store closes.
+                await call_timer.voicemail.wait_saved()
         await driver.close()
         if service is not None:
             await service.close()
@@ -774,6 +871,15 @@ async def _serve(
     if calls is not None:
         counters = calls.counters + calls.authenticator_counters
         logger.info("softswitch stopped; call counters: %s", _format_counters(counters))
+        logger.info(
+            "softswitch stopped; overload counters: %s",
+            _format_counters(calls.overload.counters),
+        )
+        logger.info(
+            "softswitch stopped; peak event-loop lag %.1f ms, peak receive queue %.0f%%",
+            calls.overload.peak_lag * 1000,
+            calls.overload.peak_receive_fill * 100,
+        )
     if service is not None:
         counters = service.registrar.counters + service.counters
         logger.info("softswitch stopped; registrar counters: %s", _format_counters(counters))
@@ -832,6 +938,8 @@ class _CallTimer:
         """Set whenever no call is in progress (for draining)."""
         self.media: AnnouncementMedia | None = None
         """The announcement players, driven from `_after` (None: no announcements)."""
+        self.voicemail: VoicemailMedia | None = None
+        """The voicemail sessions, driven from `_after` (None: no voicemail)."""
 
     def handle_event(self, event: SipEvent, now: float) -> None:
         if type(event) in _UNUSED_EVENTS:
@@ -849,6 +957,8 @@ class _CallTimer:
             self._handle = None
         if self.media is not None:
             self.media.close()
+        if self.voicemail is not None:
+            self.voicemail.close()
 
     def _fire(self) -> None:
         deadline = self._armed_for
@@ -870,6 +980,8 @@ class _CallTimer:
     def _after(self) -> None:
         if self.media is not None:
             self.media.pump()
+        if self.voicemail is not None:
+            self.voicemail.pump()
         while (record := self._calls.next_record()) is not None:
             if record.error:
                 call_logger.error("%s", record.log_text())
@@ -938,6 +1050,15 @@ def _run(arguments: argparse.Namespace) -> int:
         except ValueError as error:
             logger.error("--metrics: %s", error)
             return EXIT_TROUBLE
+    try:
+        overload = OverloadConfig(
+            max_invites_in_progress=arguments.overload_max_invites,
+            max_loop_lag=arguments.overload_max_lag_ms / 1000,
+            retry_after=arguments.overload_retry_after,
+        )
+    except ValueError as error:
+        logger.error("--overload-*: %s", error)
+        return EXIT_TROUBLE
     config_store: _ConfigStore | None = None
     if has_store:
         try:
@@ -957,6 +1078,7 @@ def _run(arguments: argparse.Namespace) -> int:
                     api_address,
                     mqtt,
                     metrics_address,
+                    overload,
                 )
             )
     finally:
@@ -1081,6 +1203,30 @@ def _build_parser() -> argparse.ArgumentParser:
         "--metrics",
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics",
+    )
+    run.add_argument(
+        "--overload-max-invites",
+        type=int,
+        default=DEFAULT_MAX_INVITES_IN_PROGRESS,
+        metavar="N",
+        help="answer new INVITEs 503 while N INVITEs have no final answer "
+        f"(default {DEFAULT_MAX_INVITES_IN_PROGRESS})",
+    )
+    run.add_argument(
+        "--overload-max-lag-ms",
+        type=float,
+        default=DEFAULT_MAX_LOOP_LAG * 1000,
+        metavar="MS",
+        help="answer new INVITEs 503 from an event-loop lag of MS until it stayed below "
+        f"half that for 1 s (default {DEFAULT_MAX_LOOP_LAG * 1000:.0f})",
+    )
+    run.add_argument(
+        "--overload-retry-after",
+        type=int,
+        default=DEFAULT_OVERLOAD_RETRY_AFTER,
+        metavar="SECONDS",
+        help="Retry-After of those 503s, RFC 3261 §20.33 "
+        f"(default {DEFAULT_OVERLOAD_RETRY_AFTER})",
     )
     run.set_defaults(handler=_run)
 

@@ -79,7 +79,9 @@ _LABELS = {
     "responses": "status",
     "rejected": "status",
     "calls_ended": "result",
+    "calls_by_kind": "kind",  # issue 6: internal (flat-rate) or external call records
     "dropped": "reason",
+    "overload_refused": "reason",
 }
 """Label name of the counter keys `base.value`, by base."""
 _NOT_IN_NAME = re.compile(r"[^a-zA-Z0-9_]")

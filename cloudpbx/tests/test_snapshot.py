@@ -286,7 +286,7 @@ def test_fixed_phone_voicemail_flag(session: Session, tmp_path: Path) -> None:
     provision(session, path)
     snapshot = load_snapshot(session)
     with_voicemail = snapshot.extension("127.0.0.1", "1003")
-    without = snapshot.extension("127.0.0.1", "1001")
+    without = snapshot.extension("127.0.0.1", "1002")
     assert with_voicemail is not None and with_voicemail.voicemail_enabled
     assert without is not None and not without.voicemail_enabled
 

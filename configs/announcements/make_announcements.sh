@@ -5,6 +5,8 @@
 # Output, next to this script (checked in, so tests and the switch never need these tools):
 #   after_hours_ja.wav  after_hours_en.wav   after-hours announcement (時間外案内)
 #   out_of_area_ja.wav  out_of_area_en.wav   refusal for callers outside the designated areas
+#   call_restricted_ja.wav  call_restricted_en.wav   cloud PBX: a call the caller may not make
+#   emergency_unavailable_ja.wav  emergency_unavailable_en.wav   cloud PBX: 110/118/119 refused
 # Format: RIFF WAV, 8000 Hz, mono, 16-bit signed PCM (softswitch/media/wav.py checks it and
 # softswitch/media/g711.py encodes it to PCMU or PCMA at load time). Each lasts a few seconds.
 #
@@ -57,3 +59,38 @@ make out_of_area_ja ja 160 \
 
 make out_of_area_en en-us 150 \
     "We are sorry. The number you have dialed cannot be reached from your area. Goodbye."
+
+# Cloud PBX refusals (issue 6): a call the line or phone may not make (no external-call
+# option, extension dialing from abroad).
+# 申し訳ございません。この電話からは、おかけになれません。
+make call_restricted_ja ja 160 \
+    "もうしわけ ございません。 この でんわからわ、 おかけに なれません。"
+
+make call_restricted_en en-us 150 \
+    "We are sorry. This call cannot be made from your phone. Goodbye."
+
+# Emergency numbers from a phone the switch cannot give a callback number and location for.
+# 緊急通報は、この電話からはおかけになれません。携帯電話か固定電話からおかけください。
+make emergency_unavailable_ja ja 160 \
+    "きんきゅう つうほうわ、 この でんわからわ おかけに なれません。 けいたい でんわか こてい でんわから おかけ ください。"
+
+make emergency_unavailable_en en-us 150 \
+    "Emergency calls cannot be made from this phone. Please call from a mobile phone or a fixed line."
+
+# Voicemail greeting (issue 6 item 4), followed by the tone after which the switch records:
+# 0.4 s of 1 kHz at -9 dBFS, then 0.2 s of silence.
+# ただいま電話に出ることができません。発信音のあとに、メッセージをどうぞ。
+beep() {
+    local name="$1"
+    sox -n -r 8000 -c 1 -b 16 -e signed-integer "$work/beep.wav" synth 0.4 sine 1000 gain -9 pad 0 0.2
+    sox -D "$name.wav" "$work/beep.wav" "$work/$name.beep.wav"
+    mv "$work/$name.beep.wav" "$name.wav"
+    echo "$name.wav: $(soxi -D "$name.wav") s with the tone"
+}
+make voicemail_greeting_ja ja 170 \
+    "ただいま でんわに でることが できません。 はっしんおんの あとに、 めっせーじを どうぞ。"
+beep voicemail_greeting_ja
+
+make voicemail_greeting_en en-us 160 \
+    "Nobody can take your call. Please leave a message after the tone."
+beep voicemail_greeting_en

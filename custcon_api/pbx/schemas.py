@@ -34,6 +34,7 @@ from cloudpbx.domain import (
     TrunkKind,
 )
 from cloudpbx.rules import (
+    check_header_name,
     normalize_050_number,
     normalize_ip_address,
     normalize_msisdn,
@@ -98,6 +99,8 @@ DisplayName = Annotated[str, StringConstraints(max_length=128)]
 AuthUsername = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 AuthRealm = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Capacity = Annotated[int, Field(ge=1)]
+HeaderName = Annotated[str, AfterValidator(check_header_name)]
+"""A SIP header name (RFC 3261 §25.1 token, at most 64 characters): `P-Visited-Network-ID`."""
 
 
 class _Request(BaseModel):
@@ -311,6 +314,11 @@ class TrunkCreate(_Request):
     auth_username: AuthUsername | None = None
     auth_password: SipPassword | None = None
     auth_realm: AuthRealm | None = None
+    caller_area_header: HeaderName | None = None
+    """The header in which the trunk asserts the caller's charging area; null: none."""
+    abroad_header: HeaderName | None = None
+    """The header whose presence on the trunk's INVITE says the calling mobile line is
+    abroad (a `mobile_network` trunk); null: none."""
 
 
 class TrunkUpdate(_Request):
@@ -328,6 +336,8 @@ class TrunkUpdate(_Request):
     auth_username: AuthUsername | None = None
     auth_password: SipPassword | None = None
     auth_realm: AuthRealm | None = None
+    caller_area_header: HeaderName | None = None
+    abroad_header: HeaderName | None = None
 
 
 class TrunkPublic(BaseModel):
@@ -343,3 +353,5 @@ class TrunkPublic(BaseModel):
     capacity: int | None
     auth_username: str | None
     auth_realm: str | None
+    caller_area_header: str | None = None
+    abroad_header: str | None = None

@@ -18,6 +18,8 @@ Rules:
   them); `auth_username: null` removes authentication.
 - A trunk that customer PBX extensions route to cannot be deleted, leave its tenant or
   stop being a `customer_pbx` trunk (409): those extensions change first.
+- `caller_area_header` and `abroad_header` are SIP header names (RFC 3261 §25.1 tokens,
+  422 naming the field otherwise); null (or absent at creation) means none.
 - Every change writes its audit row (`trunk.create` / `.update` / `.delete`) and
   publishes `cloudpbx.notify.CONFIG` after the commit.
 """
@@ -184,6 +186,8 @@ def create_trunk(
         port=body.port,
         transport=body.transport,
         capacity=body.capacity,
+        caller_area_header=body.caller_area_header,
+        abroad_header=body.abroad_header,
         source_addresses=[
             TrunkSourceAddress(address=address, port=port) for address, port in sources
         ],
@@ -278,6 +282,10 @@ def update_trunk(
             trunk.transport = body.transport
         if "capacity" in fields:
             trunk.capacity = body.capacity
+        if "caller_area_header" in fields:
+            trunk.caller_area_header = body.caller_area_header
+        if "abroad_header" in fields:
+            trunk.abroad_header = body.abroad_header
         if sources is not None and sources != [
             (source.address, source.port) for source in trunk.source_addresses
         ]:

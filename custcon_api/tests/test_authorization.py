@@ -10,6 +10,8 @@ Where each part of the matrix lives:
 - Accounts: `test_accounts.py` (`MATRIX`: every role x own / other tenant x list /
   create / delete).
 - The audit log: `test_audit_log.py`; the operator's reload: `test_notifications.py`.
+- Voicemail messages: `test_voicemail_api.py` (`custcon_api.voicemail.ENDPOINT_ROLES`:
+  every role x own / other tenant x own / other extension).
 - The caller's own session (login, logout, `/me`, own password): `test_auth.py`; these
   act only on the token's own account, so there is no "other" to reach.
 """
@@ -20,6 +22,7 @@ from sqlalchemy.orm import sessionmaker
 
 from custcon_api import create_app
 from custcon_api.pbx import ENDPOINT_ROLES
+from custcon_api.voicemail import ENDPOINT_ROLES as VOICEMAIL_ENDPOINT_ROLES
 
 from .test_tollfree import BASE as TOLLFREE_BASE
 from .test_tollfree import OPERATIONS as TOLLFREE_OPERATIONS
@@ -54,6 +57,7 @@ def test_every_operation_is_in_a_role_matrix() -> None:
         | ACCOUNTS
         | SEPARATELY_TESTED
         | set(ENDPOINT_ROLES)
+        | set(VOICEMAIL_ENDPOINT_ROLES)
         | {(operation.method, operation.route) for operation in TOLLFREE_OPERATIONS.values()}
     )
     assert served - covered == set(), "endpoints without a row in any authorization matrix"

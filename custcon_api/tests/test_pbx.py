@@ -671,6 +671,8 @@ def test_operator_manages_trunks(
         "capacity": 120,
         "auth_username": "carrier",
         "auth_realm": "carrier.example.jp",
+        "caller_area_header": None,
+        "abroad_header": None,
     }
     assert subscriber.received() == [CONFIG]
     with session_factory() as session:

@@ -32,6 +32,14 @@ Rules:
   playback (§15.1.2); no ACK for our 200 (Timer H, §13.3.1.4) hangs up with BYE.
   In-dialog requests other than ACK and BYE get 501 (§21.5.2): an announcement has no
   re-negotiation. A BYE we send ends the call when answered, timed out or lost.
+- Early media with a final refusal (`final_status`, issue 6: cloud PBX refusals, "403
+  and an announcement"): the switch never answers. An INVITE with an SDP offer gets
+  183 Session Progress carrying the SDP answer (RFC 3960 §3, the gateway model: early
+  media in an unreliable provisional response) and the announcement plays; when it has
+  been played, the caller gets `final_status` (403) and the call ends, result
+  `rejected`. A CANCEL meanwhile gets 487 as before. An INVITE without an offer (no
+  early media possible without reliable provisional responses, RFC 3262) gets
+  `final_status` at once.
 - `CallEnded.result` is `answered` once the 200 was sent (the caller was connected to
   the announcement), `cancelled` for a CANCEL, else `failed`; `status_code` is the final
   status the caller got.
@@ -116,6 +124,8 @@ class AnnouncementCall:
         announcement: the announcement's name, carried in `PlayAnnouncement`.
         local_contact: our Contact URI.
         new_token: our To tag.
+        final_status: play as early media, then refuse with this status (module rules);
+            None: answer 200 and hang up after the announcement.
     """
 
     def __init__(
@@ -125,9 +135,11 @@ class AnnouncementCall:
         announcement: str,
         local_contact: str,
         new_token: Callable[[], str],
+        final_status: int | None = None,
     ) -> None:
         if invite.transaction_key is None or invite.request.method != "INVITE":
             raise LocalProtocolError("a call starts from an INVITE with a server transaction")
+        self._final_status = final_status
         self._endpoint = endpoint
         self._invite = invite.request
         self._invite_key = invite.transaction_key
@@ -210,6 +222,9 @@ class AnnouncementCall:
             body, media = answer.sdp, answer.media
         else:
             body = build_offer(local)
+        if self._final_status is not None:
+            self._early_media(body, media, now)
+            return
         self._local = local
         response = self._endpoint.create_response(self._invite, 200, to_tag=self._tag)
         response.headers.add("Contact", f"<{self._local_contact}>")
@@ -224,9 +239,32 @@ class AnnouncementCall:
         if media is not None:
             self._play(media)
 
+    def _early_media(self, body: bytes, media: NegotiatedMedia | None, now: float) -> None:
+        """Module rules: the announcement in a 183, or the final status at once."""
+        assert self._final_status is not None
+        if media is None:
+            self._refuse(now)  # no offer: no early media without RFC 3262
+            return
+        response = self._endpoint.create_response(self._invite, 183, to_tag=self._tag)
+        response.headers.add("Contact", f"<{self._local_contact}>")
+        response.headers.add("Content-Type", "application/sdp")
+        response.body = body
+        self._endpoint.send_response(response, now, self._invite_key)
+        self._play(media)
+
+    def _refuse(self, now: float) -> None:
+        assert self._final_status is not None
+        self._respond_invite(self._final_status, now)
+        self._result = CallResult.REJECTED
+        self._stop_and_end(now)
+
     def playback_finished(self, now: float) -> None:
-        """The announcement was played to its end: hang up."""
+        """The announcement was played to its end: hang up (or refuse, after early media)."""
         self._playing = False
+        if self._final_status is not None:
+            if self.state is CallState.CALLING:
+                self._refuse(now)
+            return
         if self.state is CallState.ANSWERED:
             self._hang_up(now)
 

@@ -15,6 +15,12 @@ Rules:
   dialog identifiers, and two contacts of one device do not see a merged request,
   §8.2.2.2), the caller's From and To URIs, our Contact, the caller's body and
   Content-Type unchanged.
+- Caller identity (issue 6, decided by `pbx_routing`): with `from_address` our INVITEs
+  carry that From (name-addr; our own tag added) instead of the caller's, and
+  `extra_headers` (P-Asserted-Identity, P-Called-Party-ID) are added to every branch
+  INVITE. Nothing else of the caller's INVITE is copied: a P-Asserted-Identity the caller
+  sent never passes through unless routing puts it in `extra_headers` (RFC 3325 §5: only
+  what a trusted element asserts goes on).
 - States (`CallState`), each named after what it means; the allowed moves are the
   `_TRANSITIONS` table, and any other raises `LocalProtocolError`:
   - CALLING: our INVITEs are out, no ringing relayed yet.
@@ -85,6 +91,15 @@ Rules:
 - `status_translation` maps the final status the caller would get when every target
   failed to another one, sent without the failed branch's reason or body (issue 5: a
   600 Busy Everywhere from a destination becomes 486 for the toll-free caller).
+- Diversion (`divert`, issue 6 item 4: voicemail): when the caller would get a final
+  status that `divert(status)` accepts (480 at the no-answer deadline; the best status
+  when every target failed, such as 486 busy), the call sends it NOT: it queues one
+  `CallDiverted` for `next_diversion()` and lets go of the caller's side at once (its
+  Call-ID and INVITE server transaction leave `call_ids` and `transaction_keys`), so
+  the owner hands the INVITE, still without a final response, to another call (the
+  `VoicemailCall`), which answers it with the same To tag as the ringing relayed so far.
+  The callee side ends as usual (CANCEL of pending branches); `CallEnded` then carries
+  the diverted status and the owner should not log it as the caller's answer.
 - `CallEnded.duration` is the time from the answer (2xx received) to the hang-up (BYE
   received, or sent for a missing ACK); 0 when unanswered.
 """
@@ -114,7 +129,7 @@ from softswitch.sip.uri import SipUri, Uri, parse_uri
 
 from .dialog import Dialog, DialogState
 
-__all__ = ["Call", "CallEnded", "CallResult", "CallState"]
+__all__ = ["Call", "CallDiverted", "CallEnded", "CallResult", "CallState"]
 
 _DEFAULT_MAX_FORWARDS = 70  # RFC 3261 §8.1.1.6
 DEFAULT_NO_ANSWER_TIMEOUT = 30.0
@@ -182,6 +197,21 @@ class CallEnded:
     call_id: str
     result: CallResult
     duration: float
+    status_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallDiverted:
+    """The caller's INVITE handed over without a final response (module rules: diversion).
+
+    Attributes:
+        invite: the caller's INVITE as received (request, flow, server transaction key).
+        to_tag: our To tag, already in the provisional responses the caller got.
+        status_code: the final status the caller would have got (480, 486, ...).
+    """
+
+    invite: RequestReceived
+    to_tag: str
     status_code: int
 
 
@@ -260,6 +290,11 @@ class Call:
         status_translation: final statuses to replace when every target failed.
         attempt_timeout: with `sequential`, seconds a target may stay silent (module
             rules); None: until Timer B.
+        divert: which final statuses of the caller are diverted instead of sent
+            (module rules: diversion); None: never.
+        from_address: the From of our INVITEs (name-addr without tag); None: the
+            caller's (module rules: caller identity).
+        extra_headers: (name, value) headers added to every branch INVITE.
 
     Raises:
         LocalProtocolError: `invite` is not an INVITE with a server transaction.
@@ -281,6 +316,9 @@ class Call:
         fails_over: Callable[[int | None], bool] | None = None,
         status_translation: Mapping[int, int] | None = None,
         attempt_timeout: float | None = None,
+        divert: Callable[[int], bool] | None = None,
+        from_address: str | None = None,
+        extra_headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         if invite.transaction_key is None or invite.request.method != "INVITE":
             raise LocalProtocolError("a Call starts from an INVITE with a server transaction")
@@ -316,12 +354,21 @@ class Call:
         self._status_code = 500
         self._max_forwards = _DEFAULT_MAX_FORWARDS - 1
         self._events: deque[CallEnded] = deque()
+        self._divert = divert
+        self._from_address = from_address
+        self._extra_headers = tuple(extra_headers)
+        self._diversions: deque[CallDiverted] = deque()
+        self._diverted = False
         self.state = CallState.CALLING
 
     # ================================================================ outputs
     def next_event(self) -> CallEnded | None:
         """The `CallEnded` of this call once it is over (once), else None."""
         return self._events.popleft() if self._events else None
+
+    def next_diversion(self) -> CallDiverted | None:
+        """The caller's INVITE handed over (module rules: diversion), once, else None."""
+        return self._diversions.popleft() if self._diversions else None
 
     def next_deadline(self) -> float | None:
         """The no-answer deadline while the callee rings (or a silent target's
@@ -354,7 +401,8 @@ class Call:
         winner's is the uac_leg's). Empty once ENDED."""
         if self.state is CallState.ENDED:
             return frozenset()
-        return frozenset({self.call_id, *(b.call_id for b in self._branches.values())})
+        branch_ids = frozenset(b.call_id for b in self._branches.values())
+        return branch_ids if self._diverted else branch_ids | {self.call_id}
 
     @property
     def transaction_keys(self) -> frozenset[str]:
@@ -366,6 +414,8 @@ class Call:
             return frozenset()
         keys = {self._uas_invite_key, *self._branches, *self._bye_keys, *self._relays}
         keys.update(b.cancel_key for b in self._branches.values() if b.cancel_key)
+        if self._diverted:
+            keys.discard(self._uas_invite_key)  # module rules: diversion
         keys.update(relay.server_key for relay in self._relays.values())
         for leg in (self.uas_leg, self.uac_leg):
             if leg.invite_key is not None:
@@ -399,11 +449,14 @@ class Call:
         invite = self._uas_invite
         headers = Headers()
         headers.add("Max-Forwards", str(self._max_forwards))
-        headers.add("From", f"{_name_address(invite, 'from')};tag={self._new_token()}")
+        from_address = self._from_address or _name_address(invite, "from")
+        headers.add("From", f"{from_address};tag={self._new_token()}")
         headers.add("To", _name_address(invite, "to"))
         headers.add("Call-ID", f"{self._new_token()}@b2bua")
         headers.add("CSeq", "1 INVITE")
         headers.add("Contact", f"<{self._local_contact}>")
+        for name, value in self._extra_headers:
+            headers.add(name, value)
         content_type = invite.headers.get("content-type")
         if content_type is not None:
             headers.add("Content-Type", content_type)
@@ -422,7 +475,8 @@ class Call:
         self._deadline = None
         self._attempt_deadline = None
         if self.state in (CallState.CALLING, CallState.RINGING):
-            self._answer_caller(480, None, now)
+            if not self._divert_caller(480, now):
+                self._answer_caller(480, None, now)
             self._cancel_callee(CallResult.NO_ANSWER, now)
 
     def handle_event(self, event: SipEvent, now: float) -> bool:
@@ -595,6 +649,9 @@ class Call:
         translated = self._status_translation.get(status_code)
         if translated is not None:
             status_code, response = translated, None
+        if self._divert_caller(status_code, now):
+            self._end(CallResult.REJECTED, now)
+            return
         self._answer_caller(status_code, response, now)
         self._end(CallResult.FAILED if response is None else CallResult.REJECTED, now)
 
@@ -814,6 +871,17 @@ class Call:
         if status_code >= 200:
             self._status_code = status_code
         self._endpoint.send_response(response, now, self._uas_invite_key)
+
+    def _divert_caller(self, status_code: int, now: float) -> bool:
+        """Hand the caller's INVITE over instead of answering `status_code` (module
+        rules: diversion); False when this status is not diverted."""
+        if self._divert is None or self._diverted or not self._divert(status_code):
+            return False
+        self._diverted = True
+        self._status_code = status_code
+        invite = RequestReceived(self._uas_invite, self.uas_leg.flow, self._uas_invite_key)
+        self._diversions.append(CallDiverted(invite, self._uas_tag, status_code))
+        return True
 
     def _respond(self, request: Request, status_code: int, key: str, now: float) -> None:
         response = self._endpoint.create_response(request, status_code)

@@ -1,9 +1,20 @@
 """Who is calling: proxy authentication of a new INVITE (RFC 3261 §22.3). Pure.
 
 Rules, in the order `CallerAuthenticator.authenticate()` applies them:
-1. A request from a trusted trunk source (`ConfigSnapshot.trunk_for_source`, the
-   received address and port of its flow) is not challenged: the trunk is the caller.
-   Its domain is the trunk's tenant's SIP domain, else the Request-URI host.
+1. Trunks (issue 6 item 1) are recognised by source address and/or digest:
+   - a request from a trusted trunk source (`ConfigSnapshot.trunk_for_source`, the
+     received address and port of its flow) of a trunk without a credential is not
+     challenged: the trunk is the caller;
+   - a trunk with a credential (`TrunkEntry.credential`) and trusted sources must come
+     from one of them AND answer a digest challenge in the trunk's realm (both);
+   - a trunk with a credential and no trusted source (a peer with a changing address)
+     is recognised by digest alone: the Proxy-Authorization names its username in its
+     realm. A request from a foreign domain without credentials is challenged in the
+     realms of such trunks (when there are any; else 403 as in rule 3).
+   A trunk's domain is its tenant's SIP domain, else the Request-URI host. Only a caller
+   recognised here is a trunk: trunk privileges (trusted P-Asserted-Identity, no
+   extension authentication, toll-free routing) are never given to anything else.
+   Wrong trunk digests count toward the lockout of rule 2 like any other.
 2. Brute-force lockout, shared with the registrar (its rule 0): a source IP address
    that the `AuthenticationFailureTracker` holds locked out gets 403, valid credentials
    or not. `softswitch.wiring` gives the registrar and this authenticator ONE tracker,
@@ -40,7 +51,7 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass
 
-from cloudpbx.snapshot import ConfigSnapshot
+from cloudpbx.snapshot import ConfigSnapshot, TrunkEntry
 from softswitch.registrar.registrar import (
     AuthenticationFailureTracker,
     CredentialLookup,
@@ -134,7 +145,7 @@ class CallerAuthenticator:
             now: the nonce manager's clock.
         """
         trunk = self._snapshot.trunk_for_source(flow.remote[0], flow.remote[1])
-        if trunk is not None:
+        if trunk is not None and trunk.credential is None:
             # Rule 1: a trusted trunk is not challenged.
             self.counters["invite_from_trunk"] += 1
             domain = self._trunk_domain(trunk.tenant_name, request)
@@ -144,14 +155,26 @@ class CallerAuthenticator:
             # Rule 2: a locked-out address gets 403 whatever it sends.
             self.counters["invite_locked_out"] += 1
             return self._responses.create_response(request, 403)
+        credentials = _proxy_credentials(request)
+        if trunk is not None:
+            # Rule 1: source and digest, both.
+            return self._authenticate_trunk(request, trunk, credentials, source, now)
+        digest_trunk = self._digest_only_trunk(credentials)
+        if digest_trunk is not None:
+            # Rule 1: a trunk recognised by its digest alone.
+            return self._authenticate_trunk(request, digest_trunk, credentials, source, now)
         from_uri = request.from_address.uri
         if not isinstance(from_uri, SipUri) or not self._domains.is_local_domain(
             from_uri.host.lower()
         ):
+            realms = self._digest_only_realms()
+            if credentials is None and realms:
+                # Rule 1: a peer that may be a digest-only trunk gets their realms.
+                self.counters["invite_challenged"] += 1
+                return self._challenge_realms(request, realms, now, stale=False)
             self.counters["invite_foreign_domain"] += 1
             return self._responses.create_response(request, 403)
         domain = from_uri.host.lower()
-        credentials = _proxy_credentials(request)
         if credentials is None:
             self.counters["invite_challenged"] += 1
             subscriber = (
@@ -203,6 +226,79 @@ class CallerAuthenticator:
             now,
             stale=result.challenge_stale,
         )
+
+    def _digest_only_trunk(self, credentials: DigestCredentials | None) -> TrunkEntry | None:
+        """The trunk without trusted sources whose credential `credentials` names."""
+        if credentials is None or credentials.username is None:
+            return None
+        for trunk in self._snapshot.trunks.values():
+            credential = trunk.credential
+            if (
+                credential is not None
+                and not trunk.sources
+                and credential.username == credentials.username
+                and credential.realm == credentials.realm
+            ):
+                return trunk
+        return None
+
+    def _digest_only_realms(self) -> tuple[str, ...]:
+        """The realms of the trunks recognised by digest alone, sorted."""
+        return tuple(
+            sorted(
+                {
+                    trunk.credential.realm
+                    for trunk in self._snapshot.trunks.values()
+                    if trunk.credential is not None and not trunk.sources
+                }
+            )
+        )
+
+    def _authenticate_trunk(
+        self,
+        request: Request,
+        trunk: TrunkEntry,
+        credentials: DigestCredentials | None,
+        source: str,
+        now: float,
+    ) -> AuthenticatedCaller | Response:
+        """Rule 1: a trunk with a credential answers a digest challenge in its realm."""
+        credential = trunk.credential
+        assert credential is not None
+        realm = credential.realm
+        if credentials is None or credentials.realm != realm:
+            self.counters["invite_challenged"] += 1
+            return self._challenge_realms(request, (realm,), now, stale=False)
+        stored = (
+            {str(algorithm): ha1 for algorithm, ha1 in credential.ha1_by_algorithm.items()}
+            if credentials.username == credential.username
+            else {}  # rule 5: a wrong username is a wrong password
+        )
+        result = verify(credentials, request.method, stored, self._nonces, now, realm)
+        if result.ok:
+            self.counters["invite_from_trunk"] += 1
+            self.counters["invite_trunk_auth_ok"] += 1
+            domain = self._trunk_domain(trunk.tenant_name, request)
+            return AuthenticatedCaller(domain, None, trunk.name)
+        if result.status is VerificationStatus.WRONG:
+            self.counters["invite_auth_failed"] += 1
+            if self._failures.record_failure(source, now):
+                self.counters["invite_auth_lockouts"] += 1
+                self.counters["invite_locked_out"] += 1
+                return self._responses.create_response(request, 403)
+        return self._challenge_realms(request, (realm,), now, stale=result.challenge_stale)
+
+    def _challenge_realms(
+        self, request: Request, realms: tuple[str, ...], now: float, *, stale: bool
+    ) -> Response:
+        """407 with one Proxy-Authenticate per realm and algorithm (RFC 3261 §22.3: a
+        response may challenge in several realms)."""
+        response = self._responses.create_response(request, 407)
+        nonce = self._nonces.issue(now)
+        for realm in realms:
+            for challenge in build_challenges(realm, nonce, self._default_algorithms, stale=stale):
+                response.headers.add("Proxy-Authenticate", str(challenge))
+        return response
 
     def _trunk_domain(self, tenant_name: str | None, request: Request) -> str:
         tenant = None if tenant_name is None else self._snapshot.tenants.get(tenant_name)

@@ -19,24 +19,38 @@ immutable snapshot, no I/O, no SQL):
 4. Otherwise: 480 Temporarily Unavailable (§21.4.18: the callee exists but is not
    reachable now).
 - The no-answer timeout is the callee extension's `no_answer_timeout_seconds`.
+- Cloud PBX calls (issue 6: mobile and customer-PBX extensions, external numbers, the
+  caller identity the callee sees, 2in1, roaming) are decided by
+  `pbx_routing.route_pbx_call`, which uses `route_to_extension` for fixed IP phones and
+  fills the `CallRoute` fields this module leaves at their defaults (`kind`,
+  `from_address`, `headers`, `trunk`) and the `CallRejection`'s `announcement`.
 - `registrations_now` is the registrar's clock (wall time in the running switch), not
   the SIP core's.
 """
 
 from __future__ import annotations
 
+import enum
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from cloudpbx.snapshot import ConfigSnapshot
+from cloudpbx.snapshot import ConfigSnapshot, ExtensionEntry
 from softswitch.registrar.bindings import Binding
 from softswitch.sip.errors import RemoteProtocolError
 from softswitch.sip.flows import Flow, Transport
 from softswitch.sip.message import Request
 from softswitch.sip.uri import SipUri, parse_uri
 
-__all__ = ["CallRejection", "CallRoute", "ContactLookup", "route_call"]
+__all__ = [
+    "CallKind",
+    "CallRejection",
+    "CallRoute",
+    "ContactLookup",
+    "route_call",
+    "route_to_extension",
+    "static_contact_flow",
+]
 
 _DEFAULT_SIP_PORT = 5060  # RFC 3261 §19.1.2
 
@@ -47,6 +61,15 @@ class ContactLookup(Protocol):
     def lookup_contacts(self, domain: str, user: str, now: float) -> list[Binding]:
         """Live bindings of sip:user@domain, best first."""
         ...
+
+
+class CallKind(enum.StrEnum):
+    """How a call is charged (PRODUCT.md Part B 1): the `kind=` of its call record."""
+
+    INTERNAL = "internal"
+    """Extension dialing between the tenant's extensions: flat-rate."""
+    EXTERNAL = "external"
+    """To or from a number outside the tenant (PSTN, gateway, emergency)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +84,11 @@ class CallRoute:
         registered: True for a registered contact, False for a static one.
         targets: (Request-URI, flow) of every target to call in parallel, best first;
             `(target_uri, flow)` is the first.
+        kind: internal (extension dialing) or external, for the call record.
+        from_address: the From (name-addr, no tag) of our INVITEs; None: the caller's.
+        headers: further (name, value) headers of our INVITEs (P-Asserted-Identity,
+            P-Called-Party-ID).
+        trunk: the trunk the call leaves on; None for a phone.
     """
 
     callee: str
@@ -69,14 +97,30 @@ class CallRoute:
     no_answer_timeout: float
     registered: bool
     targets: tuple[tuple[str, Flow], ...]
+    kind: CallKind = CallKind.INTERNAL
+    from_address: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    trunk: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CallRejection:
-    """Answer the caller with this final status; no call is made."""
+    """Answer the caller with this final status; no call is made.
+
+    Attributes:
+        announcement: an announcement to play before the final status (early media),
+            `call_restricted_ja`; None: the status alone.
+        kind: the call record's kind; None: not known (no number was classified).
+        callee: the extension refused, when the refusal is about one (e.g. 480 for an
+            unregistered phone or an unreachable mobile: a voicemail diversion hook);
+            not compared (a rejection equals another with the same answer).
+    """
 
     status_code: int
     reason: str | None = None
+    announcement: str | None = None
+    kind: CallKind | None = None
+    callee: ExtensionEntry | None = field(default=None, compare=False)
 
 
 def route_call(
@@ -98,6 +142,13 @@ def route_call(
     extension = snapshot.extension(caller_domain, user)
     if extension is None:
         return CallRejection(404)
+    return route_to_extension(extension, registrations, registrations_now)
+
+
+def route_to_extension(
+    extension: ExtensionEntry, registrations: ContactLookup, registrations_now: float
+) -> CallRoute | CallRejection:
+    """Rules 2-4 for a fixed IP phone: its registered contacts, its static contact, or 480."""
     timeout = float(extension.no_answer_timeout_seconds)
     bindings = registrations.lookup_contacts(extension.domain, extension.number, registrations_now)
     if bindings:
@@ -105,13 +156,13 @@ def route_call(
         # same contact and flow are one target (one device must not ring twice).
         targets = tuple(dict.fromkeys((str(b.contact_uri), b.flow) for b in bindings))
         best_uri, best_flow = targets[0]
-        return CallRoute(
-            extension.address_of_record, best_uri, best_flow, timeout, True, targets
-        )
+        return CallRoute(extension.address_of_record, best_uri, best_flow, timeout, True, targets)
     if extension.static_contact_uri is not None:
         flow = static_contact_flow(extension.static_contact_uri)
         if flow is None:
-            return CallRejection(480, "Temporarily Unavailable (unreachable static contact)")
+            return CallRejection(
+                480, "Temporarily Unavailable (unreachable static contact)", callee=extension
+            )
         return CallRoute(
             extension.address_of_record,
             extension.static_contact_uri,
@@ -120,7 +171,7 @@ def route_call(
             False,
             ((extension.static_contact_uri, flow),),
         )
-    return CallRejection(480)
+    return CallRejection(480, callee=extension)
 
 
 def static_contact_flow(text: str) -> Flow | None:

@@ -10,7 +10,7 @@ Rules:
   that passed the RFC 3261 §8.2 checks; `handle_call_event()` is offered every endpoint
   event first and returns True when a call took it.
 - A new INVITE: the caller is authenticated (`caller_auth`: trunk by source address, or
-  407 Proxy-Authenticate, RFC 3261 §22.3), then routed (`routing.route_call`); a
+  407 Proxy-Authenticate, RFC 3261 §22.3), then routed (`pbx_routing.route_pbx_call`); a
   rejection is returned for the element to send. A Call-ID already used by a call in
   progress gets 482 (§8.2.2.2 spirit: the same request reached us twice). Otherwise a
   `Call` starts and the element sends nothing.
@@ -31,11 +31,27 @@ Rules:
   Service Unavailable with Retry-After (RFC 3261 §21.5.4: the caller may retry
   elsewhere or later) before any authentication, and leaves no record; calls in
   progress, and their in-dialog requests, are served as before.
+- Overload control (issue 6 item 7, `overload`): right after the draining check and
+  before authentication (a refusal must be cheap), `overload.check()` is given
+  `invites_in_progress` (calls whose caller has no final answer yet: CALLING or
+  RINGING); a refused INVITE gets 503 with the gate's Retry-After (RFC 3261 §21.5.4,
+  §20.33), is counted (`invites_refused_overload`) and leaves no record. In-dialog
+  requests never reach the gate. The adapter feeds the gate's loop lag and may install
+  a gate of its own configuration (`overload` is a plain attribute) before serving.
 - One `CallRecord` per call that started, and one per INVITE that routing refused
   (404, 480): authentication challenges (407) are not calls and leave no record.
+- Cloud PBX calls (issue 6, `pbx_routing`): the route says what our INVITEs carry (the
+  From and P-Asserted-Identity the callee sees, P-Called-Party-ID) and the record's
+  `kind` (internal or external). A refusal that names an announcement (403 for a call
+  the caller may not make) becomes, once a media adapter is attached, an
+  `AnnouncementCall` with `final_status`: the announcement as early media, then the
+  403; without an adapter the 403 alone. A call leaving on a trunk holds one channel of
+  it (`TollFreeRouter.trunk_channels`, shared with toll-free calls) until it leaves the
+  service in any way (`_remove`); routing refuses a call over the trunk's capacity.
 - Toll-free calls (issue 5, `tollfree_routing`): after authentication, an INVITE whose
   Request-URI user is a 0120/0800 number goes to the `TollFreeRouter` instead of
-  `route_call` (403 unless it came from a trusted trunk). An admitted call is a `Call`
+  `route_call` when it came from a trusted trunk (a subscriber dialling 0120 makes an
+  external call, `pbx_routing` rule 5). An admitted call is a `Call`
   trying the destinations sequentially; its `TollFreeCall` follows it after every event
   (`track`), its channels are released when the call leaves the service in any way
   (`_remove`: ended or crashed), and exactly one `TollFreeCallRecord` per toll-free call
@@ -52,6 +68,22 @@ Rules:
   service in any way has had a `StopMedia` (the call emits it on each of its endings,
   the service for a crash), so the adapter never keeps a socket for a call that is gone.
   Without an adapter those calls get 480/403 (`tollfree_routing` rules 1, 2).
+- Voicemail (issue 6 item 4): once a media adapter called `enable_voicemail()`, an
+  INVITE for a fixed IP phone with `voicemail_enabled` that routing refuses 480 (not
+  registered) becomes a `VoicemailCall` at once, and a `Call` to such an extension is
+  started with `divert` (480 no answer, 486/600/603 busy or declined, 408 unreachable):
+  its `CallDiverted` hands the caller's INVITE, still unanswered, to a new
+  `VoicemailCall` that takes the caller's Call-ID in `_calls` and the indexes, while
+  the diverted `Call` finishes its callee side unindexed by the caller (its end leaves
+  no record: the voicemail call's is the caller's one record). Media effects leave
+  through `next_voicemail_effect()`; the adapter answers through
+  `voicemail_media_opened()`, `greeting_finished()` and `recording_finished()`.
+  After authentication, a subscriber dialling `MAILBOX_FEATURE_CODE` (`*98`) gets a
+  `VoicemailCall` in listening mode on their own mailbox (403 from a trunk, 404 without
+  voicemail): the adapter runs the RFC 4733 DTMF menu (`softswitch.voicemail.menu`).
+  With voicemail enabled, `mwi` (`softswitch.b2bua.mwi`) takes SUBSCRIBEs for
+  message-summary and the events of its NOTIFYs before any call is offered an event,
+  and `mailbox_changed()` makes it NOTIFY the mailbox's subscribers.
 - A call's index entries are removed when its `CallEnded` comes out (its `call_ids`
   and `transaction_keys` are empty once ENDED); nothing of a call outlives it.
 """
@@ -63,6 +95,7 @@ import itertools
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from cloudpbx.callrecords import CallRecordSink, TollFreeCallRecord
 from cloudpbx.snapshot import ConfigSnapshot
@@ -77,13 +110,18 @@ from softswitch.sip.events import (
     TransportError,
 )
 from softswitch.sip.flows import Address
-from softswitch.sip.message import Response
-from softswitch.tollfree import is_failover_status
+from softswitch.sip.message import Request, Response
+from softswitch.sip.uri import SipUri
+from softswitch.tollfree import ChannelToken, is_failover_status
+from softswitch.voicemail.mailbox import Mailbox, mailbox_of
 
 from .announcement_call import AnnouncementCall, MediaEffect, StopMedia
-from .call import Call, CallEnded, CallState
+from .call import Call, CallDiverted, CallEnded, CallState
 from .caller_auth import CallerAuthenticator
-from .routing import CallRejection, ContactLookup, route_call
+from .mwi import MwiNotifier
+from .overload import OverloadGate
+from .pbx_routing import route_pbx_call
+from .routing import CallRejection, ContactLookup
 from .tollfree_routing import (
     BUSY_TRANSLATION,
     TollFreeAnnouncement,
@@ -91,11 +129,14 @@ from .tollfree_routing import (
     TollFreeRouter,
     tollfree_number_of,
 )
+from .voicemail_call import StopRecorder, VoicemailCall, VoicemailEffect
 
 __all__ = ["DRAINING_RETRY_AFTER", "CallRecord", "CallService"]
 
 DRAINING_RETRY_AFTER = 30
 """Seconds in the Retry-After of the 503 to new INVITEs while draining (§20.33)."""
+_AWAITING_FINAL_ANSWER = frozenset({CallState.CALLING, CallState.RINGING})
+"""Call states whose caller has no final answer yet (module rules: overload control)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +152,9 @@ class CallRecord:
         status_code: the final status the caller got.
         duration: seconds from answer to hang-up; 0.0 when unanswered.
         error: for a crashed call, the exception's type and text; else empty.
+        kind: `internal` (extension dialing, flat-rate) or `external` for cloud PBX
+            calls (`routing.CallKind`, issue 6); empty when not classified (toll-free,
+            voicemail, a number routing did not recognise).
     """
 
     call_id: str
@@ -121,6 +165,7 @@ class CallRecord:
     status_code: int
     duration: float
     error: str = ""
+    kind: str = ""
 
     def log_text(self) -> str:
         text = (
@@ -128,6 +173,8 @@ class CallRecord:
             f"target={self.target} result={self.result} status={self.status_code} "
             f"duration={self.duration:.3f}"
         )
+        if self.kind:
+            text = f"{text} kind={self.kind}"
         return f"{text} error={self.error!r}" if self.error else text
 
 
@@ -135,7 +182,7 @@ class CallRecord:
 class _Entry:
     """A call and its index entries."""
 
-    call: Call | AnnouncementCall
+    call: Call | AnnouncementCall | VoicemailCall
     caller: str
     callee: str
     target: str
@@ -144,12 +191,22 @@ class _Entry:
     transaction_keys: frozenset[str] = frozenset()
     """The transaction keys indexed for this call (its `transaction_keys` when last read)."""
     ended: bool = False
+    settled: bool = False
+    """The caller got its final answer (module rules: overload; counted in `_settled`)."""
     scheduled: float | None = None
     """The deadline last pushed on the heap, so each one is pushed once."""
     tollfree: TollFreeCall | None = None
     """A toll-free call's channels and record data; None for other calls."""
     announcement: TollFreeAnnouncement | None = None
     """A toll-free announcement call's record data; None for other calls."""
+    mailbox: Mailbox | None = None
+    """The callee's mailbox for a `Call` started with `divert` (module rules: voicemail)."""
+    diverted: bool = False
+    """A `Call` whose caller went to voicemail (module rules: voicemail)."""
+    kind: str = ""
+    """`CallRecord.kind`: internal or external for cloud PBX calls (issue 6)."""
+    trunk_channel: ChannelToken | None = None
+    """The channel a cloud PBX call holds on the trunk it left on (issue 6)."""
 
 
 class CallService:
@@ -192,7 +249,17 @@ class CallService:
         self._sequence = itertools.count()
         self._records: deque[CallRecord] = deque()
         self._media_effects: deque[MediaEffect] = deque()
+        self._voicemail_effects: deque[VoicemailEffect] = deque()
+        self._voicemail = False
+        self.mwi = MwiNotifier(endpoint, local_contact, new_token)
+        """Message-waiting subscriptions (module rules: voicemail)."""
+        self.voicemail_greeting = "voicemail_greeting_ja"
+        """The greeting's announcement name (module rules: voicemail)."""
         self._accepting = True
+        self.overload = OverloadGate()
+        """The overload gate of new INVITEs (module rules: overload control)."""
+        self._settled = 0
+        """Calls in `_calls` whose caller got its final answer."""
 
     # ================================================================ outputs
     @property
@@ -208,6 +275,11 @@ class CallService:
     def accepting(self) -> bool:
         """False once `stop_accepting()` was called (module rules: draining)."""
         return self._accepting
+
+    @property
+    def invites_in_progress(self) -> int:
+        """Calls whose caller has no final answer yet (module rules: overload)."""
+        return len(self._calls) - self._settled
 
     def stop_accepting(self) -> None:
         """Answer every new INVITE 503 from now on; calls in progress go on."""
@@ -248,18 +320,115 @@ class CallService:
         call = entry.call
         self._run(entry, lambda: call.playback_finished(now), now)
 
+    def enable_voicemail(self) -> None:
+        """A voicemail media adapter is attached (module rules: voicemail)."""
+        self._voicemail = True
+
+    def next_voicemail_effect(self) -> VoicemailEffect | None:
+        """The next voicemail media effect for the adapter (module rules: voicemail)."""
+        return self._voicemail_effects.popleft() if self._voicemail_effects else None
+
+    def _voicemail_call(self, call_id: str) -> tuple[_Entry, VoicemailCall] | None:
+        entry = self._calls.get(call_id)
+        if entry is None or not isinstance(entry.call, VoicemailCall):
+            return None
+        return entry, entry.call
+
+    def voicemail_media_opened(self, call_id: str, address: Address | None, now: float) -> None:
+        """The adapter bound the RTP socket of voicemail call `call_id` (None: failed)."""
+        found = self._voicemail_call(call_id)
+        if found is None:
+            self._voicemail_effects.append(StopRecorder(call_id))  # the call is gone
+            return
+        entry, call = found
+        self._run(entry, lambda: call.media_opened(address, now), now)
+
+    def mailbox_changed(self, tenant_name: str, number: str, now: float) -> None:
+        """A message was saved, deleted or heard: NOTIFY the mailbox's subscribers."""
+        if self._voicemail:
+            self.mwi.mailbox_changed(tenant_name, number, now)
+
+    def greeting_finished(self, call_id: str, now: float) -> None:
+        """The greeting of voicemail call `call_id` was played."""
+        found = self._voicemail_call(call_id)
+        if found is not None:
+            entry, call = found
+            self._run(entry, lambda: call.greeting_finished(now), now)
+
+    def recording_finished(self, call_id: str, now: float) -> None:
+        """Silence or the maximum length ended the message of `call_id`."""
+        found = self._voicemail_call(call_id)
+        if found is not None:
+            entry, call = found
+            self._run(entry, lambda: call.recording_finished(now), now)
+
+    def _mailbox(self, request: Request, domain: str) -> Mailbox | None:
+        """The callee's mailbox when voicemail may take the call (module rules)."""
+        uri = request.uri
+        if not self._voicemail or not isinstance(uri, SipUri) or uri.user is None:
+            return None
+        return mailbox_of(self._snapshot, domain, uri.user)
+
+    def _listen_to_mailbox(
+        self, invite: RequestReceived, domain: str, username: str | None, now: float
+    ) -> Response | None:
+        """The feature code (module rules: voicemail): the caller's own mailbox."""
+        request = invite.request
+        if username is None:
+            return self._endpoint.create_response(request, 403)  # a trunk has no mailbox
+        mailbox = mailbox_of(self._snapshot, domain, username)
+        if mailbox is None:
+            return self._endpoint.create_response(request, 404)
+        self._start_voicemail(invite, mailbox, None, now, listen=True)
+        return None
+
+    def _start_voicemail(
+        self,
+        invite: RequestReceived,
+        mailbox: Mailbox,
+        to_tag: str | None,
+        now: float,
+        listen: bool = False,
+    ) -> None:
+        """A `VoicemailCall` takes the caller's INVITE (module rules: voicemail)."""
+        request = invite.request
+        call = VoicemailCall(
+            self._endpoint,
+            invite,
+            mailbox,
+            self.voicemail_greeting,
+            self._local_contact,
+            self._new_token,
+            to_tag,
+            listen=listen,
+        )
+        kind = "mailbox" if listen else "voicemail"
+        entry = _Entry(
+            call, str(request.from_address.uri), mailbox.account_uri, f"{kind}:{mailbox.number}"
+        )
+        self._calls[call.call_id] = entry
+        self.counters["voicemail_calls"] += 1
+        self._run(entry, lambda: call.start(now), now)
+
     def next_record(self) -> CallRecord | None:
-        """The next finished call's record, or None."""
-        return self._records.popleft() if self._records else None
+        """The next finished call's record, or None. Counts cloud PBX records by kind
+        (`calls_by_kind.internal|external`, issue 6) as they leave."""
+        if not self._records:
+            return None
+        record = self._records.popleft()
+        if record.kind:
+            self.counters[f"calls_by_kind.{record.kind}"] += 1
+        return record
 
     def next_deadline(self) -> float | None:
         """The earliest call deadline (may be one already obsolete: harmless)."""
+        mwi_deadline = self.mwi.next_deadline() if self._voicemail else None
         while self._deadlines:
             deadline, _, entry = self._deadlines[0]
             if not entry.ended and entry.call.next_deadline() == deadline:
-                return deadline
+                return deadline if mwi_deadline is None else min(deadline, mwi_deadline)
             heapq.heappop(self._deadlines)
-        return None
+        return mwi_deadline
 
     def replace_snapshot(self, snapshot: ConfigSnapshot) -> None:
         """Route new INVITEs with `snapshot` from now on; calls in progress are not
@@ -279,6 +448,13 @@ class CallService:
             response = self._endpoint.create_response(request, 503)
             response.headers.add("Retry-After", str(DRAINING_RETRY_AFTER))
             return response
+        refusal = self.overload.check(self.invites_in_progress, now)
+        if refusal is not None:
+            # Module rules: overload control, before authentication. RFC 3261 §21.5.4.
+            self.counters["invites_refused_overload"] += 1
+            response = self._endpoint.create_response(request, 503)
+            response.headers.add("Retry-After", str(refusal.retry_after))
+            return response
         if request.call_id in self._by_call_id:
             self.counters["invites_call_id_in_use"] += 1
             return self._endpoint.create_response(request, 482)
@@ -286,12 +462,32 @@ class CallService:
         if isinstance(caller, Response):
             return caller
         number = tollfree_number_of(request)
-        if number is not None:
+        if number is not None and caller.trunk is not None:
             return self._tollfree_invite(event, number, caller.trunk, now)
-        route = route_call(
-            request, caller.domain, self._snapshot, self._registrations, self._wall_clock()
+        if self._voicemail and _dialled_user(request) == MAILBOX_FEATURE_CODE:
+            return self._listen_to_mailbox(event, caller.domain, caller.username, now)
+        # Cloud PBX routing (issue 6, `pbx_routing` rules): origin, dialled number,
+        # target, and the identity the callee sees.
+        route = route_pbx_call(
+            request,
+            caller,
+            self._snapshot,
+            self._registrations,
+            self._wall_clock(),
+            self.tollfree.trunk_channels,
         )
+        if isinstance(route, CallRejection) and route.status_code == 480:
+            mailbox = self._mailbox(request, caller.domain)
+            if mailbox is not None:
+                # Module rules: voicemail for an extension that is not registered.
+                self._start_voicemail(event, mailbox, None, now)
+                return None
         if isinstance(route, CallRejection):
+            kind = "" if route.kind is None else route.kind.value
+            if route.announcement is not None and self.tollfree.announcements:
+                # Issue 6: the refusal's announcement as early media, then its status.
+                self._refusal_announcement(event, route, kind, now)
+                return None
             # Routing refused the call: still one record (module rules), never answered.
             self.counters[f"rejected.{route.status_code}"] += 1
             callee = request.uri
@@ -304,9 +500,11 @@ class CallService:
                     "rejected",
                     route.status_code,
                     0.0,
+                    kind=kind,
                 )
             )
             return self._endpoint.create_response(request, route.status_code, route.reason)
+        mailbox = self._mailbox(request, caller.domain)
         call = Call(
             self._endpoint,
             event,
@@ -316,9 +514,16 @@ class CallService:
             self._new_token,
             route.no_answer_timeout,
             targets=route.targets,
+            divert=_diverted_to_voicemail if mailbox is not None else None,
+            from_address=route.from_address,
+            extra_headers=route.headers,
         )
         target = ",".join(uri for uri, _ in route.targets) or route.target_uri
-        entry = _Entry(call, str(request.from_address.uri), route.callee, target)
+        entry = _Entry(call, str(request.from_address.uri), route.callee, target, mailbox=mailbox)
+        entry.kind = route.kind.value
+        if route.trunk is not None:
+            # Issue 6: the trunk's channel for the whole call (routing checked capacity).
+            entry.trunk_channel = self.tollfree.trunk_channels.acquire(route.trunk, None)
         self._calls[call.call_id] = entry
         self.counters["calls_started"] += 1
         try:
@@ -327,6 +532,32 @@ class CallService:
         except Exception as error:  # module rules: a call that raises
             self._crash(entry, error, now)
         return None
+
+    def _refusal_announcement(
+        self, event: RequestReceived, rejection: CallRejection, kind: str, now: float
+    ) -> None:
+        """Issue 6: a cloud PBX refusal played as early media, then its final status
+        (`AnnouncementCall` with `final_status`); one record when it ends."""
+        request = event.request
+        assert rejection.announcement is not None
+        call = AnnouncementCall(
+            self._endpoint,
+            event,
+            rejection.announcement,
+            self._local_contact,
+            self._new_token,
+            final_status=rejection.status_code,
+        )
+        entry = _Entry(
+            call,
+            str(request.from_address.uri),
+            str(request.uri),
+            f"announcement:{rejection.announcement}",
+            kind=kind,
+        )
+        self._calls[call.call_id] = entry
+        self.counters["refusal_announcement_calls"] += 1
+        self._run(entry, lambda: call.start(now), now)
 
     def _tollfree_invite(
         self, event: RequestReceived, number: str, trunk_name: str | None, now: float
@@ -380,7 +611,7 @@ class CallService:
             admitted.call_targets[0][1],
             self._local_contact,
             self._new_token,
-            self.tollfree.no_answer_timeout,
+            admitted.no_answer_timeout,
             targets=admitted.call_targets,
             sequential=True,
             fails_over=is_failover_status,
@@ -408,6 +639,10 @@ class CallService:
     def handle_call_event(self, event: SipEvent, now: float) -> bool:
         """Offer an endpoint event to the calls; True when one took it."""
         found: _Entry | None
+        if self._voicemail and self.mwi.handle_event(
+            event, now, self._snapshot, self._authenticator, self._wall_clock
+        ):
+            return True  # module rules: voicemail (SUBSCRIBE and our NOTIFYs)
         if isinstance(event, (RequestReceived, ResponseReceived)):
             message = event.request if isinstance(event, RequestReceived) else event.response
             found = self._by_call_id.get(message.call_id)
@@ -428,6 +663,8 @@ class CallService:
 
     def handle_timer(self, now: float) -> None:
         """Run every call deadline that is due."""
+        if self._voicemail:
+            self.mwi.handle_timer(now)
         while self._deadlines and self._deadlines[0][0] <= now:
             deadline, _, entry = heapq.heappop(self._deadlines)
             if entry.ended or entry.call.next_deadline() != deadline:
@@ -463,6 +700,13 @@ class CallService:
             entry.tollfree.track(
                 call.attempt, call.state is CallState.ANSWERED, self._wall_clock()
             )
+        if isinstance(call, VoicemailCall):
+            while (voicemail_effect := call.next_effect()) is not None:
+                self._voicemail_effects.append(voicemail_effect)
+        elif isinstance(call, Call):
+            diversion = call.next_diversion()
+            if diversion is not None:
+                self._divert(entry, diversion, now)
         if isinstance(call, AnnouncementCall):
             while (effect := call.next_effect()) is not None:
                 self._media_effects.append(effect)
@@ -477,9 +721,35 @@ class CallService:
         if deadline is not None and deadline != entry.scheduled:
             entry.scheduled = deadline
             heapq.heappush(self._deadlines, (deadline, next(self._sequence), entry))
+        if not entry.settled and call.state not in _AWAITING_FINAL_ANSWER:
+            entry.settled = True  # module rules: overload; the caller has its answer
+            self._settled += 1
         ended = entry.call.next_event()
         if ended is not None:
             self._finish(entry, ended)
+
+    def _divert(self, entry: _Entry, diversion: CallDiverted, now: float) -> None:
+        """A `Call` handed its caller over: voicemail takes it (module rules)."""
+        request = diversion.invite.request
+        entry.diverted = True
+        self.counters[f"diverted.{diversion.status_code}"] += 1
+        if self._calls.get(request.call_id) is entry:
+            # The callee side stays a call in progress under another key (for draining
+            # and the overload count) until it ends (`_finish`, `_crash`).
+            self._calls[_diverted_key(request.call_id)] = self._calls.pop(request.call_id)
+        # The entry keeps only the callee side; the caller's Call-ID and INVITE go over.
+        self._reindex(entry, entry.call.call_ids, entry.call.transaction_keys)
+        mailbox = entry.mailbox
+        if mailbox is None or not self._voicemail:  # cannot happen: answer as diverted
+            self._endpoint.send_response(
+                self._endpoint.create_response(
+                    request, diversion.status_code, to_tag=diversion.to_tag
+                ),
+                now,
+                diversion.invite.transaction_key,
+            )
+            return
+        self._start_voicemail(diversion.invite, mailbox, diversion.to_tag, now)
 
     def _reindex(
         self, entry: _Entry, call_ids: frozenset[str], transaction_keys: frozenset[str]
@@ -502,7 +772,12 @@ class CallService:
     def _remove(self, entry: _Entry) -> None:
         if entry.tollfree is not None:
             entry.tollfree.release()  # module rules: every ending releases the channels
+        if entry.trunk_channel is not None:
+            entry.trunk_channel.release()  # issue 6: a cloud PBX call's trunk channel
         entry.ended = True
+        if entry.settled:
+            entry.settled = False  # module rules: overload; counted once, uncounted once
+            self._settled -= 1
         self._reindex(entry, frozenset(), frozenset())
         if self._calls.get(entry.call.call_id) is entry:
             del self._calls[entry.call.call_id]
@@ -514,14 +789,19 @@ class CallService:
             # Module rules: the adapter never keeps a socket for a call that is gone (an
             # announcement call stops its media itself on every other ending).
             self._media_effects.append(StopMedia(entry.call.call_id))
+        if isinstance(entry.call, VoicemailCall):
+            self._voicemail_effects.append(StopRecorder(entry.call.call_id))
+        if entry.diverted:
+            self._calls.pop(_diverted_key(entry.call.call_id), None)
         self.counters["calls_crashed"] += 1
         call = entry.call
         try:
-            self._endpoint.send_response(
-                self._endpoint.create_response(call.caller_invite, 500),
-                now,
-                call.caller_invite_key,
-            )
+            if not entry.diverted:  # a diverted caller is the voicemail call's now
+                self._endpoint.send_response(
+                    self._endpoint.create_response(call.caller_invite, 500),
+                    now,
+                    call.caller_invite_key,
+                )
         except LocalProtocolError:
             pass  # the caller already had its final response (§17.2.1)
         self._records.append(
@@ -534,6 +814,7 @@ class CallService:
                 500,
                 0.0,
                 f"{type(error).__name__}: {error}",
+                kind=entry.kind,
             )
         )
         if entry.tollfree is not None:
@@ -543,6 +824,10 @@ class CallService:
 
     def _finish(self, entry: _Entry, ended: CallEnded) -> None:
         self._remove(entry)
+        if entry.diverted:
+            self._calls.pop(_diverted_key(entry.call.call_id), None)
+            self.counters["calls_ended.diverted"] += 1
+            return  # module rules: the voicemail call leaves the caller's record
         self.counters[f"calls_ended.{ended.result.value}"] += 1
         self._records.append(
             CallRecord(
@@ -553,9 +838,35 @@ class CallService:
                 ended.result.value,
                 ended.status_code,
                 ended.duration,
+                kind=entry.kind,
             )
         )
         if entry.tollfree is not None:
             self._emit(entry.tollfree.record(ended, self._wall_clock()))
         if entry.announcement is not None:
             self._emit(entry.announcement.record(ended, self._wall_clock()))
+
+
+_VOICEMAIL_STATUSES = frozenset({408, 480, 486, 600, 603})
+"""Final statuses sent to voicemail instead of the caller (module rules: voicemail):
+unreachable, no answer or unavailable, busy, busy everywhere, declined."""
+
+
+def _diverted_to_voicemail(status_code: int) -> bool:
+    return status_code in _VOICEMAIL_STATUSES
+
+
+MAILBOX_FEATURE_CODE = "*98"
+"""Dialled by a fixed IP phone with voicemail: its own mailbox (module rules: voicemail)."""
+
+
+def _dialled_user(request: Request) -> str | None:
+    uri = request.uri
+    if not isinstance(uri, SipUri) or uri.user is None:
+        return None
+    return unquote(uri.user)  # RFC 3261 §19.1.2: `*` may arrive escaped as %2A
+
+
+def _diverted_key(call_id: str) -> str:
+    """Where a diverted `Call` stays in `_calls` (the caller's Call-ID went on)."""
+    return f"{call_id} diverted"

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -259,9 +259,11 @@ class RunningSwitch(NamedTuple):
 
 @contextlib.contextmanager
 def running_switch(workdir: Path, callee_calls: int,
-                   profile: str | None) -> Iterator[RunningSwitch]:
+                   profile: str | None,
+                   switch_options: Sequence[str] = ()) -> Iterator[RunningSwitch]:
     """The switch (CPU 0) and the SIPp uas callee (CPU 1, up to `callee_calls` calls),
-    both stopped by PID on the way out; py-spy on the switch when `profile` is a path."""
+    both stopped by PID on the way out; py-spy on the switch when `profile` is a path.
+    `switch_options` are added to `softswitch run` (the flood benchmark's)."""
     workdir.mkdir()
     switch_port = free_port("127.0.0.1")
     callee_port = free_port(CALLEE_HOST)
@@ -270,7 +272,7 @@ def running_switch(workdir: Path, callee_calls: int,
     switch = subprocess.Popen(
         pinned([sys.executable, "-m", "softswitch", "run", "--sip",
                 f"127.0.0.1:{switch_port}", "--config", str(config), "--data-dir",
-                str(workdir / "data"), "--log-level", "WARNING"], 0),
+                str(workdir / "data"), "--log-level", "WARNING", *switch_options], 0),
         stdout=log, stderr=subprocess.STDOUT,
     )
     callee_stat = workdir / "callee-stat.csv"

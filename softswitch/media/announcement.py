@@ -39,6 +39,11 @@ class AnnouncementKind(enum.Enum):
     """時間外案内: the switch answers outside business hours, plays this, hangs up."""
     OUT_OF_AREA = "out_of_area"
     """Refusal for a caller outside the number's designated areas."""
+    CALL_RESTRICTED = "call_restricted"
+    """Cloud PBX (issue 6): a call the caller may not make (no external-call option,
+    extension dialing from abroad)."""
+    EMERGENCY_UNAVAILABLE = "emergency_unavailable"
+    """Cloud PBX (issue 6): 110/118/119 from a phone without a callback number."""
 
 
 class Language(enum.Enum):

@@ -8,16 +8,19 @@ Rules:
   switch loads its announcements at start, not in the middle of a call).
 - Every failure to read (missing file, not RIFF, a compressed format `wave` does not know,
   a truncated data chunk, no samples at all) is a `WavFormatError`.
+- `write_wav` writes the same format (voicemail messages), whole or not at all.
 - This is the only module of `softswitch.media` that touches the file system.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SAMPLE_RATE", "PcmAudio", "WavFormatError", "read_wav"]
+__all__ = ["SAMPLE_RATE", "PcmAudio", "WavFormatError", "read_wav", "wav_bytes", "write_wav"]
 
 SAMPLE_RATE = 8000
 """G.711's sampling rate (ITU-T G.711; RFC 3551 §4.5.14)."""
@@ -92,3 +95,39 @@ def read_wav(path: Path | str) -> PcmAudio:
     if not pcm:
         raise WavFormatError(path, "no samples")
     return PcmAudio(pcm=pcm, sample_rate=rate, source=str(path))
+
+
+def wav_bytes(pcm: bytes, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """A whole WAV file (RIFF, PCM format 1, mono, 16-bit) holding `pcm`.
+
+    Built in memory so a writer can put it on disk with one write (voicemail messages:
+    `write_wav`); `read_wav` reads it back unchanged.
+
+    Raises:
+        ValueError: `pcm` has an odd number of octets.
+    """
+    if len(pcm) % 2:
+        raise ValueError(f"16-bit PCM needs an even number of octets, got {len(pcm)}")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(sample_rate)
+        writer.writeframes(pcm)
+    return buffer.getvalue()
+
+
+def write_wav(path: Path | str, pcm: bytes, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write `pcm` (little-endian 16-bit mono) as a WAV file at `path`, creating its
+    directory; the file appears whole (written to a temporary name, then renamed).
+
+    Raises:
+        OSError: the file cannot be written.
+        ValueError: `pcm` has an odd number of octets.
+    """
+    target = Path(path)
+    data = wav_bytes(pcm, sample_rate)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.part")
+    temporary.write_bytes(data)
+    os.replace(temporary, target)

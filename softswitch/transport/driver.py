@@ -37,7 +37,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from softswitch.sip.events import MessageDropped, SipEvent
 from softswitch.sip.flows import Address, Flow, Transport
@@ -254,6 +254,11 @@ class SipTransportDriver(Generic[EndpointT]):
         if self._udp is None:
             raise RuntimeError("the driver is not open")
         return self._udp.local_address
+
+    @property
+    def udp_socket(self) -> Any:
+        """The UDP socket (None before `open`), for read-only gauges (`softswitch.loop_lag`)."""
+        return None if self._udp is None else self._udp.bound_socket
 
     @property
     def tcp(self) -> TcpTransport:

@@ -87,6 +87,13 @@ class UdpTransport(asyncio.DatagramProtocol):
             raise RuntimeError("UDP transport is not bound")
         return address_from_socket(self._transport.get_extra_info("sockname"))
 
+    @property
+    def bound_socket(self) -> Any:
+        """The bound socket (uvloop's pseudo-socket: `getsockopt` works) or None before
+        binding; read-only uses only, such as the overload sampler's receive-queue
+        gauge (`softswitch.loop_lag`)."""
+        return None if self._transport is None else self._transport.get_extra_info("socket")
+
     # -- asyncio.DatagramProtocol ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)

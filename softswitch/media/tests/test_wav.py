@@ -55,7 +55,7 @@ def test_the_generator_script_is_committed_beside_the_files() -> None:
 
 def test_library_loads_every_kind_and_language() -> None:
     library = AnnouncementLibrary.load()
-    assert len(library.all()) == 4
+    assert len(library.all()) == len(AnnouncementKind) * len(Language)
     after_hours = library.get(AnnouncementKind.AFTER_HOURS, Language.JA)
     assert after_hours.name == "after_hours_ja"
     assert after_hours.payload(Codec.PCMU) == Codec.PCMU.encode(after_hours.audio.pcm)

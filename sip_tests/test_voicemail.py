@@ -1,0 +1,316 @@
+"""Voicemail (issue 6 item 4) end to end: a message left over RTP, its WAV file, the
+message-waiting NOTIFY and the API.
+
+- The switch runs on a test copy of `configs/demo.yaml` with extension 1999 (MD5 only,
+  so SIPp can authenticate as it; voicemail on; never registered), its own data
+  directory and API port.
+- A SIPp phone as 1999 SUBSCRIBEs to its message-summary (407, then credentials): the
+  first NOTIFY says `Messages-Waiting: no`; the scenario then waits for one saying
+  `yes` with `Voice-Message: 1/0`.
+- A SIPp caller on the trusted trunk address 127.0.0.2 calls 1999, which is not
+  registered: instead of 480 the switch answers, with SDP pointing at its RTP port, and
+  plays the greeting to a UDP socket of this test. Once the greeting's packets stop,
+  the test sends 3 s of a 1 kHz tone (PCMU, 150 packets of 20 ms) from that socket to
+  where the greeting came from, then stays silent: after the silence timeout the switch
+  hangs up (BYE, which the caller answers).
+- Checked: both SIPp scenarios succeed; one WAV file under `data/voicemail/demo/1999/`,
+  8 kHz mono, 3.0 s (a 20 ms tolerance), holding the tone; the API lists the message
+  (1999's mailbox, as the tenant administrator) and serves the same bytes as audio/wav;
+  that download makes the message old, and the subscriber's last NOTIFY says
+  `Messages-Waiting: no` with `Voice-Message: 0/1`.
+- Then the owner dials the feature code `*98` (SIPp as 1999, challenged, offering
+  telephone-event): the switch plays the message to the test's RTP socket, the test
+  presses `3` (RFC 4733 events, end packets repeated), the message is deleted and the
+  switch hangs up; the API lists nothing and the file is gone.
+Every process has a time limit and is stopped by its PID. No timing assertions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from softswitch.media.g711 import Codec
+from softswitch.media.wav import read_wav
+
+from .conftest import REPO_ROOT, SCENARIOS, RunningElement, free_port, random_loopback_host, running
+
+DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+TRUNK_SOURCE = "127.0.0.2"
+"""The demo's `loadgen` trunk trusts this source address."""
+MAILBOX = "1999"
+PASSWORD = "pass1999"
+SIPP_LIMIT = 45
+TONE_PACKETS = 150
+"""3 s of audio in 20 ms packets."""
+ADMIN = ("admin@demo", "Demo-Admin-2026!")
+
+
+def _sipp() -> str:
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        pytest.fail("sipp is not installed: run `make test`, which installs sip-tester")
+    return sipp
+
+
+def write_config(path: Path) -> None:
+    document = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+    tenant = document["tenants"][0]
+    tenant["extensions"].append(
+        {
+            "number": MAILBOX,
+            "site": tenant["sites"][0]["name"],
+            "display_name": "voicemail test",
+            "password": PASSWORD,
+            "digest_algorithms": ["MD5"],
+            "voicemail": True,
+        }
+    )
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+
+
+def sipp(
+    switch: RunningElement, tmp_path: Path, scenario: str, host: str, *extra: str
+) -> subprocess.Popen[bytes]:
+    command = [
+        "timeout", str(SIPP_LIMIT), _sipp(), switch.sip_argument,
+        "-sf", str(SCENARIOS / scenario), "-m", "1",
+        "-i", host, "-p", str(free_port(host)), "-nostdin",
+        "-trace_err", "-error_file", str(tmp_path / f"{scenario}.errors.log"),
+        "-timeout", "40s", *extra,
+    ]  # fmt: skip
+    output = (tmp_path / f"{scenario}.out").open("wb")
+    return subprocess.Popen(
+        command, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def tone_payload(index: int) -> bytes:
+    """Packet `index` of a 1 kHz sine at about -12 dBFS, PCMU (160 samples)."""
+    samples = [
+        int(8000 * math.sin(2 * math.pi * 1000 * (index * 160 + n) / 8000)) for n in range(160)
+    ]
+    return Codec.PCMU.encode(struct.pack("<160h", *samples))
+
+
+class Caller:
+    """The caller's RTP socket: hears the greeting, then speaks the message."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind((TRUNK_SOURCE, 0))
+        self.socket.settimeout(0.1)
+        self.port = int(self.socket.getsockname()[1])
+        self.greeting_packets = 0
+        self.switch_rtp: tuple[str, int] | None = None
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last = 0.0
+        while not self._stop.is_set():
+            try:
+                data, source = self.socket.recvfrom(2048)
+            except TimeoutError:
+                if self.greeting_packets >= 50 and time.monotonic() - last > 0.4:
+                    self._speak()
+                    return
+                continue
+            if len(data) >= 12 and data[0] >> 6 == 2:
+                self.greeting_packets += 1
+                self.switch_rtp = source
+                last = time.monotonic()
+
+    def _speak(self) -> None:
+        assert self.switch_rtp is not None
+        ssrc, sequence, timestamp = 0x1234ABCD, 1000, 50_000
+        start = time.monotonic()
+        for index in range(TONE_PACKETS):
+            header = struct.pack(
+                "!BBHII", 0x80, (0x80 if index == 0 else 0) | 0, sequence + index,
+                timestamp + 160 * index, ssrc,
+            )  # fmt: skip
+            self.socket.sendto(header + tone_payload(index), self.switch_rtp)
+            self.sent += 1
+            delay = start + (index + 1) * 0.02 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.socket.close()
+
+
+@contextlib.contextmanager
+def caller_media() -> Iterator[Caller]:
+    caller = Caller()
+    try:
+        yield caller
+    finally:
+        caller.close()
+
+
+class Listener:
+    """The owner's RTP socket: hears the message, then presses `3` (delete)."""
+
+    def __init__(self, host: str) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind((host, 0))
+        self.socket.settimeout(0.1)
+        self.port = int(self.socket.getsockname()[1])
+        self.loud_packets = 0
+        self.pressed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, source = self.socket.recvfrom(2048)
+            except TimeoutError:
+                continue
+            if len(data) < 12 or data[0] >> 6 != 2 or data[1] & 0x7F != 0:
+                continue
+            samples = Codec.PCMU.decode(data[12:])
+            if max(abs(value) for value in struct.unpack(f"<{len(samples) // 2}h", samples)) > 4000:
+                self.loud_packets += 1
+            if self.loud_packets >= 25 and not self.pressed:
+                self.pressed = True
+                for index, end in enumerate((False, False, True, True, True)):
+                    # RFC 4733 §2.5: one event, one timestamp; E set on the last three.
+                    payload = bytes([3, 0x80 if end else 0]) + struct.pack("!H", 160 * (index + 1))
+                    header = struct.pack("!BBHII", 0x80, 101, 7000 + index, 90_000, 0x5EED)
+                    self.socket.sendto(header + payload, source)
+                    time.sleep(0.02)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.socket.close()
+
+
+def api_token(base: str) -> str:
+    form = urllib.parse.urlencode({"username": ADMIN[0], "password": ADMIN[1]}).encode()
+    with urllib.request.urlopen(f"{base}/api/v1/auth/token", data=form, timeout=10) as reply:
+        token = json.load(reply)["access_token"]
+        assert isinstance(token, str)
+        return token
+
+
+def api_get(base: str, token: str, path: str) -> tuple[str, bytes]:
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return reply.headers["Content-Type"], reply.read()
+
+
+def diagnostics(tmp_path: Path, switch: RunningElement) -> str:
+    parts = [f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
+             for path in sorted(tmp_path.glob("*.out")) + sorted(tmp_path.glob("*.log"))]
+    return "\n".join(parts) + f"\n--- switch log\n{switch.log_path.read_text()[-4000:]}"
+
+
+def test_a_message_left_over_rtp_is_stored_notified_and_served(tmp_path: Path) -> None:
+    config = tmp_path / "voicemail.yaml"
+    write_config(config)
+    data = tmp_path / "data"
+    api_port = free_port("127.0.0.1")
+    options = (
+        "--config", str(config), "--data-dir", str(data), "--api", f"127.0.0.1:{api_port}",
+    )  # fmt: skip
+    with running("127.0.0.1", tmp_path / "softswitch.log", options) as switch:
+        phone_host = random_loopback_host()
+        subscriber = sipp(
+            switch, tmp_path, "voicemail_subscribe.xml", phone_host,
+            "-s", MAILBOX, "-au", MAILBOX, "-ap", PASSWORD,
+        )  # fmt: skip
+        try:
+            time.sleep(1.0)  # subscribed (the first NOTIFY) before the message is left
+            with caller_media() as media:
+                caller = sipp(
+                    switch, tmp_path, "voicemail_uac.xml", TRUNK_SOURCE,
+                    "-s", MAILBOX, "-key", "caller", "0312345678",
+                    "-key", "rtp_port", str(media.port),
+                )  # fmt: skip
+                try:
+                    caller_status = caller.wait(SIPP_LIMIT + 5)
+                finally:
+                    stop(caller)
+            info = diagnostics(tmp_path, switch)
+            assert media.greeting_packets >= 50, info
+            assert media.sent == TONE_PACKETS, info
+            assert caller_status == 0, info
+
+            files = sorted((data / "voicemail" / "demo" / MAILBOX).glob("*.wav"))
+            assert len(files) == 1, info
+            audio = read_wav(files[0])
+            assert abs(audio.duration - TONE_PACKETS * 0.02) <= 0.02, (audio.duration, info)
+            # The tone, decoded: loud all along (no gap of lost packets at this rate).
+            middle = struct.unpack("<160h", audio.pcm[16000:16320])
+            assert max(abs(sample) for sample in middle) > 4000
+
+            base = f"http://127.0.0.1:{api_port}"
+            token = api_token(base)
+            path = f"/api/v1/tenants/demo/extensions/{MAILBOX}/voicemail/messages"
+            _, listing = api_get(base, token, path)
+            (message,) = json.loads(listing)
+            assert message["caller"].startswith("sip:0312345678@"), message
+            assert abs(message["duration_seconds"] - 3.0) <= 0.02, message
+            content_type, wav = api_get(base, token, message["audio_url"])
+            assert content_type == "audio/wav"
+            assert wav == files[0].read_bytes()
+            # The subscriber saw "yes" (1/0), then "no" (0/1) once the download made the
+            # message old (the API's notification reached the switch's MWI).
+            subscriber_status = subscriber.wait(SIPP_LIMIT + 5)
+        finally:
+            stop(subscriber)
+        assert subscriber_status == 0, diagnostics(tmp_path, switch)
+
+        # The owner dials the feature code, hears the message and deletes it (key 3).
+        owner_host = random_loopback_host()
+        listener = Listener(owner_host)
+        try:
+            owner = sipp(
+                switch, tmp_path, "voicemail_uac_mailbox.xml", owner_host,
+                "-s", "*98", "-key", "caller", MAILBOX, "-au", MAILBOX, "-ap", PASSWORD,
+                "-key", "rtp_port", str(listener.port),
+            )  # fmt: skip
+            try:
+                owner_status = owner.wait(SIPP_LIMIT + 5)
+            finally:
+                stop(owner)
+        finally:
+            listener.close()
+        info = diagnostics(tmp_path, switch)
+        assert owner_status == 0, info
+        assert listener.pressed and listener.loud_packets >= 25, info
+        _, listing = api_get(base, token, path)
+        assert json.loads(listing) == [], info
+        assert not files[0].exists()
