@@ -58,6 +58,7 @@ import re
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
@@ -74,6 +75,7 @@ from .headers import (
     canonical_key,
     parse_parameters,
     parse_via_values,
+    remember_via,
     split_comma_values,
 )
 from .message import REASON_PHRASES, Headers, ParserLimits, Request, Response, parse_message
@@ -99,6 +101,7 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 5060  # RFC 3261 §18.1.1, §19.1.2
+_UDP_FLOW_CACHE_SIZE = 4096
 _DEFAULT_MAX_FORWARDS = "70"  # RFC 3261 §8.1.1.6
 _MAXIMUM_REASON_DETAIL = 120
 
@@ -208,8 +211,11 @@ def server_transaction_key(
     via = request.top_via
     if method is None:
         method = "INVITE" if request.method == "ACK" else request.method
-    if _has_rfc3261_branch(via):
-        return f"server|{(via.branch or '').lower()}|{_sent_by_key(via)}|{method}"
+    branch = via.parameters.get("branch")
+    if branch is not None and len(branch) > len(MAGIC_COOKIE) and branch.startswith(MAGIC_COOKIE):
+        # _has_rfc3261_branch and _sent_by_key, inlined (a key per received request and
+        # per response built).
+        return f"server|{branch.lower()}|{via.host.lower()}:{via.port or DEFAULT_PORT}|{method}"
     if to_tag is None:
         to_tag = request.to_address.tag or ""
     return "|".join(
@@ -367,6 +373,18 @@ class SipEndpoint:
     ) -> None:
         self.config = config
         self._random_token = random_token or _default_random_token
+        self._via_sent_by = format_host_port(config.local_host, config.local_port)
+        # Our Via's host and port exactly as parsing our sent-by gives them back (IPv6
+        # brackets off), or None if it would not parse: then _prepare_request lets the
+        # parser read (and refuse) the Via it wrote, as it always did.
+        self._via_host_port: tuple[str, int | None] | None = None
+        try:
+            parsed = parse_via_values(f"SIP/2.0/UDP {self._via_sent_by};rport")
+        except RemoteProtocolError:
+            pass
+        else:
+            if len(parsed) == 1:
+                self._via_host_port = (parsed[0].host, parsed[0].port)
         self.counters: Counter[str] = Counter()
         self._client: dict[str, ClientTransactionType] = {}
         self._server: dict[str, ServerTransactionType] = {}
@@ -378,6 +396,9 @@ class SipEndpoint:
         # INVITE client key -> (CANCEL client key, CANCEL) waiting for a provisional.
         self._pending_cancels: dict[str, tuple[str, Request]] = {}
         self._deadlines = DeadlineHeap()
+        # remote address -> its UDP Flow: flows are frozen values, and a switch talks
+        # to the same peers all the time (building one costs a microsecond).
+        self._udp_flows: dict[Address, Flow] = {}
         self._connections: dict[int, _Connection] = {}
         self._connections_to_close: list[int] = []
         self._outbound: list[tuple[bytes, Flow]] = []
@@ -425,7 +446,7 @@ class SipEndpoint:
             # §3.5.1 uses STUN on UDP, and the adapter never hands us STUN).
             self.counters["keepalive_pings"] += 1
             return
-        self._receive_message(data, Flow(Transport.UDP, remote), False, now)
+        self._receive_message(data, self._udp_flow(remote), False, now)
 
     def connection_opened(self, connection_id: int, remote: Address, now: float) -> None:
         """A TCP connection (accepted or opened by the adapter) is ready."""
@@ -642,13 +663,16 @@ class SipEndpoint:
         source = request.headers
         fields: list[tuple[str, str, str]] = []
         to_value = ""
+        to_positions: list[int] = []
         for key, _, value in source._fields:
-            if key in _RESPONSE_COPIED:
+            written = _RESPONSE_COPIED.get(key)
+            if written is not None:
                 if key == "to":
                     to_value = value
+                    to_positions.append(len(fields))
                     fields.append(_TO_PLACEHOLDER)
                 else:
-                    fields.append((key, _RESPONSE_COPIED[key], value))
+                    fields.append((key, written, value))
         to_address = request.to_address
         if status_code > 100 and to_address.tag is None:
             transaction = self._server.get(server_transaction_key(request))
@@ -661,7 +685,9 @@ class SipEndpoint:
             to_value = f"{to_value};tag={to_tag}"
             to_address = to_address.copy()
             to_address.parameters["tag"] = to_tag
-        fields = [("to", "To", to_value) if field is _TO_PLACEHOLDER else field for field in fields]
+        to_field = ("to", "To", to_value)
+        for position in to_positions:
+            fields[position] = to_field
         if status_code == 100:
             timestamp = source.get("timestamp")
             if timestamp is not None:
@@ -721,10 +747,13 @@ class SipEndpoint:
         except RemoteProtocolError as error:
             self._reject_malformed(data, flow, error)
             return
-        if isinstance(message, Response):
+        # parse_message returns exactly a Request or a Response: an exact type test
+        # answers as isinstance() would, without ABCMeta.__instancecheck__ (Message is
+        # an ABC, whose isinstance is a Python call whenever the answer is False).
+        if type(message) is Response:
             self._receive_response(message, flow, now)
         else:
-            self._receive_request(message, flow, now)
+            self._receive_request(cast(Request, message), flow, now)
 
     def _receive_response(self, response: Response, flow: Flow, now: float) -> None:
         via = response.top_via
@@ -795,7 +824,7 @@ class SipEndpoint:
         if method == "CANCEL":
             self._answer_cancel(server, invite, flow, now)
             return
-        if isinstance(server, ServerInviteTransaction):
+        if type(server) is ServerInviteTransaction:  # exact type test, as in _after
             # §17.2.1: 100 Trying at once, so INVITE retransmissions get a response.
             server.send_response(self.create_response(request, 100), now)
         self._after(server, now)
@@ -833,7 +862,7 @@ class SipEndpoint:
         server_key = self._success_ack_index.get(index_key)
         transaction = None if server_key is None else self._server.get(server_key)
         if (
-            isinstance(transaction, ServerInviteTransaction)
+            type(transaction) is ServerInviteTransaction  # exact type test, as in _after
             and transaction.state is ServerInviteState.ACCEPTED
         ):
             transaction.acknowledge_success(now)
@@ -931,17 +960,29 @@ class SipEndpoint:
         """
         headers = request.headers
         has_branch = False
-        if "via" in headers:
+        had_via = headers.first_value("via") is not None
+        if had_via:
             try:
                 has_branch = request.top_via.branch is not None
             except RemoteProtocolError as error:
                 raise LocalProtocolError(f"malformed top Via: {error.reason}") from error
         if not has_branch:
             branch = MAGIC_COOKIE + self._random_token()
-            sent_by = format_host_port(self.config.local_host, self.config.local_port)
-            headers.insert_first(
-                "Via", f"SIP/2.0/{destination.transport.value} {sent_by};branch={branch};rport"
+            via_text = (
+                f"SIP/2.0/{destination.transport.value} {self._via_sent_by};branch={branch};rport"
             )
+            headers.insert_first("Via", via_text)
+            if not had_via and self._via_host_port is not None:
+                # Our Via is the only one: its parsed form is known without parsing
+                # the text just written (the same transport, host, port and parameters
+                # the parser would return for it; `_via_host_port` was read by the
+                # parser from the same sent-by in __init__). The responses copy this
+                # text (§8.2.6.2), so the Via cache hands them the same value.
+                host, port = self._via_host_port
+                parameters: dict[str, str | None] = {"branch": branch, "rport": None}
+                own = Via(destination.transport.value, host, port, parameters)
+                headers._typed["via"] = [own]
+                remember_via(via_text, own)
         if "max-forwards" not in headers:
             headers.add("Max-Forwards", _DEFAULT_MAX_FORWARDS)
         try:
@@ -995,12 +1036,21 @@ class SipEndpoint:
         """§18.2.2: where the responses to a request received on `request_flow` go."""
         if request_flow.transport.reliable:
             return request_flow
-        return Flow(Transport.UDP, _unreliable_response_address(via))
+        return self._udp_flow(_unreliable_response_address(via))
 
     def _stateless_flow(self, via: Via) -> Flow:
         if via.transport == Transport.TCP.value:
             return Flow(Transport.TCP, _reconnect_address(via))
-        return Flow(Transport.UDP, _unreliable_response_address(via))
+        return self._udp_flow(_unreliable_response_address(via))
+
+    def _udp_flow(self, remote: Address) -> Flow:
+        """`Flow(Transport.UDP, remote)`, shared (frozen, so equal in every use)."""
+        flow = self._udp_flows.get(remote)
+        if flow is None:
+            if len(self._udp_flows) >= _UDP_FLOW_CACHE_SIZE:
+                self._udp_flows.clear()
+            flow = self._udp_flows[remote] = Flow(Transport.UDP, remote)
+        return flow
 
     # ================================================================ bookkeeping
     def _emit(self, event: SipEvent) -> None:
@@ -1021,10 +1071,12 @@ class SipEndpoint:
                 self._outbound.append((output.data, output.flow))
             else:
                 self._emit(output)
-        if isinstance(transaction, ClientInviteTransaction):
+        # Exact type tests: the four transaction classes have no subclasses, and
+        # isinstance() on these ABCs is a Python call whenever the answer is False.
+        if type(transaction) is ClientInviteTransaction:
             self._release_pending_cancel(transaction, now)
         elif (
-            isinstance(transaction, ServerInviteTransaction)
+            type(transaction) is ServerInviteTransaction
             and transaction.state is ServerInviteState.ACCEPTED
             and transaction.key not in self._success_ack_keys
         ):
@@ -1056,7 +1108,11 @@ class SipEndpoint:
     def _forget(self, transaction: ClientTransactionType | ServerTransactionType) -> None:
         key = transaction.key
         self._deadlines.set(key, None)
-        if isinstance(transaction, ClientInviteTransaction | ClientNonInviteTransaction):
+        if not (
+            type(transaction) is ServerInviteTransaction
+            or type(transaction) is ServerNonInviteTransaction
+        ):
+            # A client transaction (exact type tests, as in _after).
             del self._client[key]
         else:
             del self._server[key]

@@ -307,7 +307,34 @@ _SIMPLE_VIA_RE = re.compile(
 )
 
 
+_VIA_CACHE: dict[str, Via] = {}
+"""Via text -> its parsed value. The Via we put on a request comes back on each of its
+responses (§8.2.6.2 copies it), and a retransmission repeats its Via too."""
+_VIA_CACHE_SIZE = 4096
+
+
 def _parse_via(text: str) -> Via:
+    cached = _VIA_CACHE.get(text)
+    if cached is not None:
+        # A pure function of the text (errors are never cached), and parsed values are
+        # never changed in place (`_stamped_via` builds a new Via), so one serves all.
+        return cached
+    via = _parse_via_text(text)
+    if len(_VIA_CACHE) >= _VIA_CACHE_SIZE:
+        _VIA_CACHE.clear()
+    _VIA_CACHE[text] = via
+    return via
+
+
+def remember_via(text: str, via: Via) -> None:
+    """Put in the Via cache a value the caller built for `text`, which must be exactly
+    what parsing `text` returns (the endpoint's own Via: its responses then find it)."""
+    if len(_VIA_CACHE) >= _VIA_CACHE_SIZE:
+        _VIA_CACHE.clear()
+    _VIA_CACHE[text] = via
+
+
+def _parse_via_text(text: str) -> Via:
     simple = _SIMPLE_VIA_RE.fullmatch(text)
     if simple is not None:
         # Fast path: `SIP/2.0/UDP host:port;branch=...;rport` without LWS or quotes.
@@ -374,7 +401,7 @@ class NameAddress:
     `copy()` it first.
     """
 
-    __slots__ = ("_uri", "_uri_text", "display_name", "parameters", "wildcard")
+    __slots__ = ("_uri", "_uri_text", "_uri_string", "display_name", "parameters", "wildcard")
 
     def __init__(
         self,
@@ -389,6 +416,9 @@ class NameAddress:
         else:
             self._uri = uri
             self._uri_text = ""
+        self._uri_string: str | None = None
+        """str(self._uri), once written (URIs are never changed in place; the setter
+        forgets it)."""
         self.display_name = display_name
         self.parameters: dict[str, str | None] = parameters if parameters is not None else {}
         self.wildcard = wildcard
@@ -404,6 +434,7 @@ class NameAddress:
     @uri.setter
     def uri(self, value: Uri) -> None:
         self._uri = value
+        self._uri_string = None
 
     @property
     def tag(self) -> str | None:
@@ -434,6 +465,7 @@ class NameAddress:
             self._uri_text, self.display_name, dict(self.parameters), self.wildcard
         )
         copied._uri = self._uri
+        copied._uri_string = self._uri_string
         return copied
 
     def __eq__(self, other: object) -> bool:
@@ -455,7 +487,10 @@ class NameAddress:
         if self.wildcard:
             return "*"
         name = "" if self.display_name is None else quote_string(self.display_name) + " "
-        uri_text = self._uri_text if self._uri is None else str(self._uri)
+        uri = self._uri
+        uri_text: str | None = self._uri_text if uri is None else self._uri_string
+        if uri_text is None:
+            uri_text = self._uri_string = str(uri)
         return f"{name}<{uri_text}>{format_parameters(self.parameters)}"
 
 
@@ -465,20 +500,36 @@ PARSE_CACHE_SIZE = 8192
 costs one parse each, as without the cache, and never more memory than this)."""
 
 _NAME_ADDRESS_CACHE: dict[str, NameAddress] = {}
-"""Simple name-addr text -> its parsed value, shared by every message that carries it."""
+"""Name-addr text -> its parsed value, shared by every message that carries it."""
+
+_SMALL_CACHE_SIZE = 1024
+"""Entries the CSeq and media-type caches hold before they are emptied."""
+_CSEQ_CACHE: dict[str, CSeq] = {}
+_MEDIA_TYPE_CACHE: dict[str, MediaType] = {}
 
 
 
 def clear_parse_caches() -> None:
-    """Empty the parse caches of name-addr values and SIP URIs (for memory tests)."""
+    """Empty the parse caches of header lines, name-addr values, SIP URIs, Via, CSeq
+    values and media types (for memory tests)."""
+    from .message import _LINE_CACHE
     from .uri import _SIP_URI_CACHE
 
+    _LINE_CACHE.clear()
     _NAME_ADDRESS_CACHE.clear()
     _SIP_URI_CACHE.clear()
+    _CSEQ_CACHE.clear()
+    _MEDIA_TYPE_CACHE.clear()
+    _VIA_CACHE.clear()
 
 
+# The common well-formed shapes, `"Name" <uri>;tag=x`, `Name <uri>;tag=x` and `<uri>`,
+# without escapes, LWS inside the brackets or quoted parameter values. Group 1 is a quoted
+# display name, group 2 an unquoted one: exactly what the general parser below accepts
+# as display-name (§25.1: `*(token LWS) / quoted-string`) and returns for these shapes.
 _SIMPLE_NAME_ADDRESS_RE = re.compile(
-    rf'(?:"([^"\\\r\n]*)" ?)?<([^<>\s"]+)>((?:;[{_TOKEN_CHARS}]+(?:=[{_TOKEN_CHARS}]+)?)*)'
+    rf'(?:"([^"\\\r\n]*)" ?|([{_TOKEN_CHARS}]+(?:[ \t]+[{_TOKEN_CHARS}]+)*)[ \t]*)?'
+    rf'<([^<>\s"]+)>((?:;[{_TOKEN_CHARS}]+(?:=[{_TOKEN_CHARS}]+)?)*)'
 )
 
 
@@ -491,25 +542,37 @@ def parse_name_address(text: str, *, require_brackets: bool = False) -> NameAddr
             (§3.1.2.15), an addr-spec containing `?` or `,` outside brackets (§3.1.2.13,
             RFC 3261 §20.10), or malformed parameters.
     """
-    cached = _NAME_ADDRESS_CACHE.get(text)
-    if cached is not None:
-        # The same From, To or Contact text recurs in every message of a dialog; parsed
-        # values are never changed in place (copy() first), so one object serves all.
-        return cached
+    if not require_brackets:
+        cached = _NAME_ADDRESS_CACHE.get(text)
+        if cached is not None:
+            # The same From, To or Contact text recurs in every message of a dialog;
+            # parsed values are never changed in place (copy() first), so one object
+            # serves all. The result is a pure function of the text (or an error, which
+            # is never cached), so a hit answers exactly as a parse would.
+            return cached
     simple = _SIMPLE_NAME_ADDRESS_RE.fullmatch(text)
     if simple is not None:
-        # Fast path: `"Name" <uri>;tag=x` or `<uri>` without escapes, LWS or quotes.
-        display_text, uri_text, parameters_text = simple.groups()
+        # Fast path: `"Name" <uri>;tag=x`, `Name <uri>;tag=x` or `<uri>` without escapes,
+        # LWS or quotes.
+        quoted_text, token_text, uri_text, parameters_text = simple.groups()
         parameters: dict[str, str | None] = {}
         if parameters_text:
             for item in parameters_text[1:].split(";"):
                 name, equals, value = item.partition("=")
                 parameters[name.lower()] = value if equals else None
-        address = NameAddress(uri_text, display_text, parameters)
-        if len(_NAME_ADDRESS_CACHE) >= PARSE_CACHE_SIZE:
-            _NAME_ADDRESS_CACHE.clear()
-        _NAME_ADDRESS_CACHE[text] = address
-        return address
+        address = NameAddress(
+            uri_text, quoted_text if token_text is None else token_text, parameters
+        )
+    else:
+        address = _parse_name_address(text, require_brackets)
+    if len(_NAME_ADDRESS_CACHE) >= PARSE_CACHE_SIZE:
+        _NAME_ADDRESS_CACHE.clear()
+    _NAME_ADDRESS_CACHE[text] = address
+    return address
+
+
+def _parse_name_address(text: str, require_brackets: bool) -> NameAddress:
+    """The general name-addr / addr-spec parser behind `parse_name_address`."""
     display: str | None = None
     position = 0
     if text.startswith('"'):
@@ -581,13 +644,22 @@ class CSeq:
 
 
 def parse_cseq(text: str) -> CSeq:
+    cached = _CSEQ_CACHE.get(text)
+    if cached is not None:
+        # CSeq values are frozen and a pure function of the text; many UAs start every
+        # dialog at the same number ("1 INVITE", then "1 ACK", "2 BYE").
+        return cached
     match = _CSEQ_RE.fullmatch(text)
     if match is None:
         raise RemoteProtocolError(f"malformed CSeq {text[:80]!r}")
     digits = match.group(1)
     if len(digits) > 10 or int(digits) > _MAXIMUM_CSEQ:
         raise RemoteProtocolError(f"CSeq number out of range {digits[:30]!r}")
-    return CSeq(int(digits), match.group(2))
+    cseq = CSeq(int(digits), match.group(2))
+    if len(_CSEQ_CACHE) >= _SMALL_CACHE_SIZE:
+        _CSEQ_CACHE.clear()
+    _CSEQ_CACHE[text] = cseq
+    return cseq
 
 
 def parse_unsigned(text: str, what: str, maximum: int = _MAXIMUM_DELTA_SECONDS) -> int:
@@ -646,11 +718,22 @@ _MEDIA_TYPE_RE = re.compile(rf"([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]
 
 
 def parse_media_type(text: str) -> MediaType:
+    cached = _MEDIA_TYPE_CACHE.get(text)
+    if cached is not None:
+        # "application/sdp" on every offer and answer: one frozen value, never changed
+        # in place, serves all (the result is a pure function of the text).
+        return cached
     match = _MEDIA_TYPE_RE.match(text)
     if match is None:
         raise RemoteProtocolError(f"malformed media type {text[:80]!r}")
     rest = text[match.end():]
-    return MediaType(match.group(1), match.group(2), parse_parameters(rest) if rest else {})
+    media_type = MediaType(
+        match.group(1), match.group(2), parse_parameters(rest) if rest else {}
+    )
+    if len(_MEDIA_TYPE_CACHE) >= _SMALL_CACHE_SIZE:
+        _MEDIA_TYPE_CACHE.clear()
+    _MEDIA_TYPE_CACHE[text] = media_type
+    return media_type
 
 
 _DATE_RE = re.compile(

@@ -25,7 +25,6 @@ import abc
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any, TypeVar
 
 from .errors import RemoteProtocolError
@@ -184,15 +183,20 @@ class Headers:
     def __len__(self) -> int:
         return len(self._fields)
 
+    # KNOWN_SPELLINGS.get first: canonical_key() gives the same key for those, and a
+    # dict lookup is cheaper than the call.
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = canonical_key(name)
-        return any(field[0] == key for field in self._fields)
+        key = KNOWN_SPELLINGS.get(name) or canonical_key(name)
+        for field in self._fields:
+            if field[0] == key:
+                return True
+        return False
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of a header, or `default`."""
-        key = canonical_key(name)
+        key = KNOWN_SPELLINGS.get(name) or canonical_key(name)
         for field in self._fields:
             if field[0] == key:
                 return field[2]
@@ -200,7 +204,7 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """Every header line's value for a name, in order (not comma-split)."""
-        key = canonical_key(name)
+        key = KNOWN_SPELLINGS.get(name) or canonical_key(name)
         return [field[2] for field in self._fields if field[0] == key]
 
     def count(self, name: str) -> int:
@@ -209,10 +213,12 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a header line after the existing ones."""
-        field = self._field(name, value)
-        self._fields.append(field)
-        self._typed.pop(field[0], None)
-        self._typed.pop(_VALIDATED, None)
+        key = KNOWN_SPELLINGS.get(name) or canonical_key(name)
+        self._fields.append((key, display_name(key) if name == key else name, value))
+        typed = self._typed
+        if typed:  # a message being built has nothing cached yet: nothing to drop
+            typed.pop(key, None)
+            typed.pop(_VALIDATED, None)
 
     def insert_first(self, name: str, value: str) -> None:
         """Put a header line before every other line of the same header (e.g. our Via)."""
@@ -455,6 +461,54 @@ _MANDATORY_KEYS = frozenset({"via", "from", "to", "call-id", "cseq"})
 _ADDRESS_LIST_KEYS = ("route", "record-route", "contact")
 
 
+def _parse_expires_value(text: str) -> int:
+    return parse_unsigned(text, "expires")
+
+
+def _parse_min_expires_value(text: str) -> int:
+    return parse_unsigned(text, "min-expires")
+
+
+# The single-value headers of _VALIDATED_HEADERS, parsed from their one value: once
+# validate() has refused duplicates (RFC 3261 §7.3.1), that value is the first one, which
+# is all their Headers-level parsers above read.
+_VALUE_PARSERS: dict[str, Callable[[str], Any]] = {
+    "from": parse_name_address,
+    "to": parse_name_address,
+    "call-id": parse_call_id,
+    "cseq": parse_cseq,
+    "max-forwards": parse_max_forwards,
+    "content-type": parse_media_type,
+    "expires": _parse_expires_value,
+    "min-expires": _parse_min_expires_value,
+}
+
+_ValidationStep = tuple[str, Callable[[str], Any] | None, Callable[[Headers], Any]]
+_ValidationPlan = tuple[tuple[_ValidationStep, ...], bool, tuple[str, ...]]
+_VALIDATION_PLANS: dict[frozenset[str], _ValidationPlan] = {}
+"""The header keys of a message -> what validate() parses for them. Messages of one
+kind carry the same set of headers, so the plan is worked out once per set."""
+_VALIDATION_PLANS_SIZE = 256
+
+
+def _validation_plan(present: frozenset[str]) -> _ValidationPlan:
+    """What validate() does for a message with these header keys, every mandatory one
+    among them: each validated header present, in the order of _VALIDATED_HEADERS
+    (so the error reported is the one the general loop would report), with its
+    single-value parser if it has one; whether there is a Date; the address lists."""
+    steps = tuple(
+        (key, _VALUE_PARSERS.get(key), parse)
+        for key, parse in _VALIDATED_HEADERS
+        if key in present
+    )
+    address_keys = tuple(key for key in _ADDRESS_LIST_KEYS if key in present)
+    plan = (steps, "date" in present, address_keys)
+    if len(_VALIDATION_PLANS) >= _VALIDATION_PLANS_SIZE:
+        _VALIDATION_PLANS.clear()
+    _VALIDATION_PLANS[present] = plan
+    return plan
+
+
 class Message(abc.ABC):
     """What requests and responses share: headers, body and typed header access.
 
@@ -609,28 +663,45 @@ class Message(abc.ABC):
         typed = headers._typed
         if _VALIDATED in typed:
             return  # validated before, and no header changed since
-        keys = [field[0] for field in headers._fields]
-        present = set(keys)
+        fields = headers._fields
+        keys = [field[0] for field in fields]
+        present = frozenset(keys)
         if len(present) < len(keys):
             for key in SINGLE_VALUE_KEYS:  # ordered: the To/From error is the one reported
                 count = keys.count(key)
                 if count > 1:
                     raise RemoteProtocolError(f"{key} header appears {count} times")
-        # The mandatory headers are parsed whether present or not (a missing one is the
-        # error); an optional header that is absent has nothing to check. Parsed in the
-        # order of _VALIDATED_HEADERS, so the error reported is always the same one.
-        for key, parse in _VALIDATED_HEADERS:
-            if key not in typed and (key in present or key in _MANDATORY_KEYS):
-                typed[key] = parse(headers)
-        if "date" in present:
+        plan = _VALIDATION_PLANS.get(present)
+        if plan is None and _MANDATORY_KEYS <= present:
+            plan = _validation_plan(present)
+        if plan is not None:
+            # The usual case, every mandatory header present: the plan parses the same
+            # headers in the same order as the general loop below. A single-value header
+            # occurs once here (duplicates were refused above), so `values` maps its key
+            # to its one value.
+            steps, has_date, address_keys = plan
+            values = {field[0]: field[2] for field in fields}
+            for key, parse_value, parse in steps:
+                if key not in typed:
+                    typed[key] = parse(headers) if parse_value is None else parse_value(values[key])
+        else:
+            # The mandatory headers are parsed whether present or not (a missing one is
+            # the error); an optional header that is absent has nothing to check. Parsed
+            # in the order of _VALIDATED_HEADERS, so the error reported is always the
+            # same one.
+            for key, parse in _VALIDATED_HEADERS:
+                if key not in typed and (key in present or key in _MANDATORY_KEYS):
+                    typed[key] = parse(headers)
+            has_date = "date" in present
+            address_keys = tuple(key for key in _ADDRESS_LIST_KEYS if key in present)
+        if has_date:
             check_date(headers.first_value("date") or "")
         # URIs inside name-addr values are parsed lazily; validation forces them.
         _ = typed["from"].uri, typed["to"].uri
-        for key in _ADDRESS_LIST_KEYS:
-            if key in present:
-                for address in typed[key]:
-                    if not address.wildcard:
-                        _ = address.uri
+        for key in address_keys:
+            for address in typed[key]:
+                if not address.wildcard:
+                    _ = address.uri
         headers._typed[_VALIDATED] = True
 
     # -- serialization ------------------------------------------------------------------
@@ -670,7 +741,9 @@ class Request(Message):
         headers: Headers | None = None,
         body: bytes = b"",
     ) -> None:
-        super().__init__(headers, body)
+        # Message.__init__, inlined (a message is built for every one received or sent).
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
         self.method = method
         if isinstance(uri, str):
             self._uri_text = uri
@@ -715,11 +788,13 @@ class Request(Message):
         """
         _ = self.uri
         super().validate()
-        if self.cseq.method != self.method:
+        cseq_method = self.cseq.method
+        if cseq_method != self.method:
             raise RemoteProtocolError(
-                f"CSeq method {self.cseq.method[:20]} does not match {self.method[:20]}"
+                f"CSeq method {cseq_method[:20]} does not match {self.method[:20]}"
             )
-        if self.contacts and self.contacts[0].wildcard and self.method != "REGISTER":
+        contacts = self.contacts
+        if contacts and contacts[0].wildcard and self.method != "REGISTER":
             raise RemoteProtocolError("Contact: * is only allowed in REGISTER")
 
     def __repr__(self) -> str:
@@ -738,7 +813,9 @@ class Response(Message):
         headers: Headers | None = None,
         body: bytes = b"",
     ) -> None:
-        super().__init__(headers, body)
+        # Message.__init__, inlined (a message is built for every one received or sent).
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
         self.status_code = status_code
         self.reason = REASON_PHRASES.get(status_code, "") if reason is None else reason
 
@@ -757,8 +834,24 @@ class Response(Message):
         return f"<Response {self.status_code} {self.reason}>"
 
 
-def _missing_colon(line: str) -> str:
-    raise RemoteProtocolError(f"header line without a colon {line[:40]!r}")
+_LINE_CACHE: dict[str, tuple[str, str, str]] = {}
+"""Unfolded header line -> its (key, name, value) field, as `_parse_header_line` gives
+it (an error is never cached)."""
+_LINE_CACHE_SIZE = 4096
+
+
+def _parse_header_line(line: str) -> tuple[str, str, str]:
+    """One header line as a field: the key (known spellings map straight to it; anything
+    else goes through canonical_key, which validates the name), the name as written and
+    the value stripped of SP/HT (RFC 3261 §7.3.1). A line without a colon is refused."""
+    name, colon, value = line.partition(":")
+    if not colon:
+        raise RemoteProtocolError(f"header line without a colon {line[:40]!r}")
+    field = (KNOWN_SPELLINGS.get(name) or canonical_key(name), name, value.strip(" \t"))
+    if len(_LINE_CACHE) >= _LINE_CACHE_SIZE:
+        _LINE_CACHE.clear()
+    _LINE_CACHE[line] = field
+    return field
 
 
 def _parse_request_line(line: str) -> tuple[str, str]:
@@ -786,11 +879,12 @@ def _parse_request_line(line: str) -> tuple[str, str]:
 
 def _parse_status_line(line: str) -> tuple[int, str]:
     version, _, rest = line.partition(" ")
-    match = _VERSION_RE.fullmatch(version)
-    if match is None:
-        raise RemoteProtocolError("malformed SIP-Version in Status-Line")
-    if match.group(1) != "2" or match.group(2) != "0":
-        raise RemoteProtocolError(f"SIP version {version[:20]} not supported", 505)
+    if version != SIP_VERSION:  # "SIP/2.0" itself needs no regex: it is 2.0
+        match = _VERSION_RE.fullmatch(version)
+        if match is None:
+            raise RemoteProtocolError("malformed SIP-Version in Status-Line")
+        if match.group(1) != "2" or match.group(2) != "0":
+            raise RemoteProtocolError(f"SIP version {version[:20]} not supported", 505)
     code_text, _, reason = rest.partition(" ")
     if len(code_text) != 3 or not code_text.isdigit() or not code_text.isascii():
         raise RemoteProtocolError(f"malformed status code {code_text[:20]!r}")
@@ -857,15 +951,12 @@ def parse_message(
     else:
         method, uri_text = _parse_request_line(start)
 
-    # One comprehension over str.partition: the hot loop of the whole parser. Known
-    # spellings map straight to their key; anything else goes through canonical_key,
-    # which validates the name, and a line without a colon is refused.
-    get_key = KNOWN_SPELLINGS.get
-    fields = [
-        ((get_key(name) or canonical_key(name)) if colon else _missing_colon(name),
-         name, value.strip(" \t"))
-        for name, colon, value in map(str.partition, lines[1:], repeat(":"))
-    ]
+    # The hot loop of the whole parser. Most header lines recur verbatim from message to
+    # message (Max-Forwards, CSeq, Content-Type, and From, To and Call-ID within a
+    # dialog): their field comes from the line cache, the others from
+    # _parse_header_line, a pure function of the line, whose successes are the entries.
+    get_field = _LINE_CACHE.get
+    fields = [get_field(line) or _parse_header_line(line) for line in lines[1:]]
     lengths = [field[2] for field in fields if field[0] == "content-length"]
     content_length = lengths[0] if lengths else None
     length_count = len(lengths)

@@ -173,15 +173,15 @@ class DeadlineHeap:
         return len(self._heap)
 
     def set(self, key: str, deadline: float | None) -> None:
-        current = self._current.get(key)
-        if deadline == current:
+        current = self._current
+        if deadline == current.get(key):
             return
         if deadline is None:
-            del self._current[key]
+            del current[key]
         else:
-            self._current[key] = deadline
+            current[key] = deadline
             heapq.heappush(self._heap, (deadline, next(self._sequence), key))
-        if len(self._heap) > self.COMPACT_FACTOR * len(self._current) + self.COMPACT_SLACK:
+        if len(self._heap) > self.COMPACT_FACTOR * len(current) + self.COMPACT_SLACK:
             self._rebuild()
 
     def earliest(self) -> float | None:

@@ -48,7 +48,7 @@ import abc
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .enums import IdentityEnum
 from .errors import LocalProtocolError
@@ -193,6 +193,10 @@ class StateMachine(Generic[StateT]):
     retransmitting and matching need (bytes, keys, the top Via)."""
 
 
+_NO_STATES: frozenset[Any] = frozenset()
+_NO_TIMERS: frozenset[TimerName] = frozenset()
+
+
 def _copy_request(request: Request) -> Request:
     copied = Request(request.method, request.uri_text, request.headers.copy(), request.body)
     copied._uri = request._uri  # URIs are immutable: the parsed one is shared
@@ -298,18 +302,21 @@ class Transaction(abc.ABC, Generic[StateT]):
 
     # -- machinery ----------------------------------------------------------------------
     def _enter(self, state: StateT, now: float) -> None:
-        if state not in self._machine.transitions.get(self._state, frozenset()):
+        machine = self._machine
+        if state not in machine.transitions.get(self._state, _NO_STATES):
             raise LocalProtocolError(
                 f"{type(self).__name__}: no transition from {self._state.name} to {state.name}"
             )
-        kept = self._machine.timers_kept.get(state, frozenset())
-        for timer in list(self._deadlines):
-            if timer not in kept:
-                self._cancel_timer(timer)
+        deadlines = self._deadlines
+        if deadlines:
+            kept = machine.timers_kept.get(state, _NO_TIMERS)
+            for timer in list(deadlines):
+                if timer not in kept:
+                    self._cancel_timer(timer)
         self._state = state
-        for timer in self._machine.timers_started.get(state, ()):
+        for timer in machine.timers_started.get(state, ()):
             self._start_timer(timer, self._timer_duration(timer), now)
-        if state in self._machine.lean:
+        if state in machine.lean:
             # Up to 64*T1 in this state with nothing to do but absorb retransmissions:
             # keeping whole parsed messages that long would cost a switch most of its
             # memory (and the garbage collector's time) at thousands of calls a second.
@@ -333,10 +340,15 @@ class Transaction(abc.ABC, Generic[StateT]):
         self._intervals.pop(timer, None)
 
     def _run_due_timers(self, now: float) -> None:
-        while self._deadlines:
-            timer, deadline = min(self._deadlines.items(), key=lambda item: item[1])
+        deadlines = self._deadlines
+        while deadlines:
+            # Usually nothing is due: the earliest deadline alone says so, without a
+            # Python key function. When one is due, the timer is the first one in
+            # insertion order with that deadline, as min(items, key=...) would pick.
+            deadline = min(deadlines.values())
             if deadline > now:
                 return
+            timer = next(name for name, due in deadlines.items() if due == deadline)
             interval = self._intervals.get(timer, 0.0)
             self._cancel_timer(timer)
             self._fire(timer, interval, now)

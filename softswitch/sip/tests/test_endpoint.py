@@ -33,6 +33,7 @@ from softswitch.sip.events import (
     TransportError,
 )
 from softswitch.sip.flows import Address, Flow, Transport
+from softswitch.sip.headers import clear_parse_caches, parse_via
 from softswitch.sip.message import Headers, Request, Response, parse_message
 from softswitch.sip.tests.corpus import CORPUS
 from softswitch.sip.transaction import (
@@ -720,6 +721,26 @@ def test_held_cancel_is_dropped_when_the_invite_ends_first() -> None:
 
 
 # ======================================================================= sending
+
+
+@pytest.mark.parametrize(
+    ("host", "transport"),
+    [("192.0.2.1", Transport.UDP), ("192.0.2.1", Transport.TCP), ("::1", Transport.UDP),
+     ("[2001:db8::1]", Transport.UDP), ("switch.example.com", Transport.UDP)],
+)
+def test_inserted_via_typed_value_is_what_parsing_gives(host: str, transport: Transport) -> None:
+    """The endpoint keeps the parsed form of the Via it inserts instead of parsing the
+    text it wrote: it must be exactly what parsing that text gives."""
+    endpoint = SipEndpoint(EndpointConfig(host, 5062), random_token=tokens("t"))
+    request = new_request("OPTIONS")
+    endpoint.send_request(request, 0.0, Flow(transport, BOB))
+    (text,) = request.headers.get_all("via")
+    remembered = parse_via(text)  # from the Via cache, where the endpoint put it
+    clear_parse_caches()
+    (parsed,) = parse_message(request.to_bytes()).vias
+    assert parsed is not remembered
+    assert request.vias == [parsed] == [remembered]
+    assert str(request.top_via) == text
 
 
 def test_send_request_inserts_via_and_max_forwards() -> None:
