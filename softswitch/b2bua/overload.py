@@ -20,10 +20,20 @@ Rules:
      `max_receive_fill`) and the larger share, from the latest report of each, is the
      load level; the receive-buffer share counts only when two reports in a row
      reached it (a burst the loop drains before the next sample is not overload) or
-     the buffer is full (or the kernel dropped datagrams). Congestion starts when the
-     level reaches 1 and ends only once every report
-     for `recovery_seconds` kept it below `resume_fraction` (hysteresis: one quiet
-     sample between two stalls does not reopen the doors). Why two signals: uvloop
+     the buffer is full (or the kernel dropped datagrams). While congested, a share
+     `refusal_fraction` of the new INVITEs is refused, not all of them (loss-based
+     shedding, the RFC 7339 §5.5.1 algorithm applied at our own door): every report
+     at level 1 or more raises it, by the time since the previous report over
+     `rise_seconds` (0 to 1 in that time) and at least by `minimum_step`; every report
+     below `resume_fraction` of the bounds lowers it, by the time since the previous
+     report over `recovery_seconds`; a report in between keeps it (hysteresis). It
+     settles where the admitted INVITEs are what the switch can take: at the edge of
+     capacity a few percent, under a 3x flood about two thirds; refusing everything
+     for a second at each stall (an on/off gate) throws away calls the switch could
+     have served. Refusals are spread evenly, deterministically (a credit that gains
+     the fraction at each INVITE and refuses when it reaches 1), and the first INVITE
+     after congestion starts is refused. Congestion ends when the fraction is back to
+     0. Why two signals: uvloop
      reads a batch of datagrams per loop iteration and runs the timers between
      batches, so a switch that cannot keep up (its CPU taken by other processes, or a
      flood) shows tens of milliseconds of lag while its socket buffer fills and the
@@ -39,13 +49,15 @@ Rules:
   6357 describes). RFC 7339's loss-based feedback (the Via `oc` parameter asking the
   upstream to shed a percentage) is the better tool between cooperating servers; it is
   not implemented here, but the signals above are what it would be fed from.
-- Counters (`counters`): `overload_refused.invites_in_progress`,
+- `congested` is True while the fraction is above 0. Counters (`counters`):
+  `overload_refused.invites_in_progress`,
   `overload_refused.loop_lag`, `overload_refused.receive_queue` (one per refused INVITE,
   by the reason: for congestion, the signal that was the larger share when it was last
   reported), `overload_congestion_episodes` and `overload_congestion_recoveries`
   (transitions into and out of congestion). `congested`, `last_lag`, `peak_lag`,
-  `last_receive_fill`, `peak_receive_fill` and `last_invites_in_progress` are plain
-  attributes assigned whole (a scrape thread may read them).
+  `last_receive_fill`, `peak_receive_fill`, `refusal_fraction` and
+  `last_invites_in_progress` are plain attributes assigned whole (a scrape thread may
+  read them).
 """
 
 from __future__ import annotations
@@ -89,13 +101,13 @@ class OverloadConfig:
     max_receive_fill: float = DEFAULT_MAX_RECEIVE_FILL
     """Share of the receive buffer in use at or above which congestion starts."""
     resume_fraction: float = 0.5
-    """Congestion ends with every signal below this share of its bound ..."""
+    """Reports with every signal below this share of its bound lower the refused share."""
+    rise_seconds: float = 0.5
+    """Seconds of reports at or above the bounds that take the refused share from 0 to 1."""
+    minimum_step: float = 0.05
+    """The least a report at or above the bounds raises the refused share by."""
     recovery_seconds: float = 1.0
-    """... once every report for this many seconds was below it. Measured with the
-    flood benchmark (1,500 INVITEs/s for 10 s against a switch clean at 500 calls/s,
-    with a receive-buffer rule of one sample, not two): 2 s admitted 2,616 calls,
-    0.5 s 3,763, both with no failed call, no drop and no retransmission; the shorter,
-    the more the switch oscillates (9 congestion episodes in 10 s at 0.5 s)."""
+    """Seconds of calm reports that take the refused share from 1 back to 0."""
     stale_after: float = 5.0
     """Seconds without a report after which congestion is dropped (fail open)."""
     retry_after: int = DEFAULT_OVERLOAD_RETRY_AFTER
@@ -112,6 +124,10 @@ class OverloadConfig:
             raise ValueError("resume_fraction must be in (0, 1]")
         if self.recovery_seconds < 0:
             raise ValueError("recovery_seconds must not be negative")
+        if not self.rise_seconds > 0:
+            raise ValueError("rise_seconds must be positive")
+        if not 0 < self.minimum_step <= 1:
+            raise ValueError("minimum_step must be in (0, 1]")
         if not self.stale_after > 0:
             raise ValueError("stale_after must be positive")
         if self.retry_after < 0:
@@ -145,8 +161,8 @@ class OverloadGate:
     def __init__(self, config: OverloadConfig | None = None) -> None:
         self.config = config if config is not None else OverloadConfig()
         self.counters: Counter[str] = Counter()
-        self.congested = False
-        """True while new INVITEs are refused for congestion (lag or receive queue)."""
+        self.refusal_fraction = 0.0
+        """The share of new INVITEs refused for congestion (module rules, 2)."""
         self.last_lag = 0.0
         """The lag last reported, seconds."""
         self.peak_lag = 0.0
@@ -162,8 +178,13 @@ class OverloadGate:
         self._previous_fill = 0.0
         self._cause = OverloadReason.LOOP_LAG
         self._last_report: float | None = None
-        self._calm_since: float | None = None
-        """While congested: when the current run of reports below the resume level began."""
+        self._credit = 0.0
+        """Gains `refusal_fraction` per INVITE checked; at 1, that INVITE is refused."""
+
+    @property
+    def congested(self) -> bool:
+        """True while some new INVITEs are refused for congestion (lag or receive queue)."""
+        return self.refusal_fraction > 0.0
 
     # ================================================================ inputs
     def report_loop_lag(self, seconds: float, now: float) -> None:
@@ -199,41 +220,46 @@ class OverloadGate:
         if invites_in_progress >= config.max_invites_in_progress:
             self.counters["overload_refused.invites_in_progress"] += 1
             return OverloadRefusal(OverloadReason.INVITES_IN_PROGRESS, config.retry_after)
-        if self.congested:
+        if self.refusal_fraction > 0.0:
             if self._last_report is not None and now - self._last_report >= config.stale_after:
                 self._recover()  # module rules: no reports any more, fail open
                 return None
-            self.counters[f"overload_refused.{self._cause.value}"] += 1
-            return OverloadRefusal(self._cause, config.retry_after)
+            self._credit += self.refusal_fraction
+            if self._credit >= 1.0:
+                self._credit -= 1.0
+                self.counters[f"overload_refused.{self._cause.value}"] += 1
+                return OverloadRefusal(self._cause, config.retry_after)
         return None
 
     # ================================================================ internals
     def _update(self, now: float) -> None:
-        """Module rules, 2: the congestion state after a report at `now`."""
+        """Module rules, 2: the refused share after a report at `now`."""
+        config = self.config
+        elapsed = 0.0 if self._last_report is None else max(0.0, now - self._last_report)
         self._last_report = now
         level = max(self._lag_level, self._fill_level)
         if level >= 1.0:
-            if not self.congested:
-                self.congested = True
+            if self.refusal_fraction == 0.0:
                 self.counters["overload_congestion_episodes"] += 1
+                self._credit = 1.0  # the first INVITE after the onset is refused
+            step = max(elapsed / config.rise_seconds, config.minimum_step)
+            self.refusal_fraction = min(1.0, self.refusal_fraction + step)
             self._cause = (
                 OverloadReason.LOOP_LAG
                 if self._lag_level >= self._fill_level
                 else OverloadReason.RECEIVE_QUEUE
             )
-            self._calm_since = None
             return
-        if not self.congested:
+        if self.refusal_fraction == 0.0 or level >= config.resume_fraction:
+            return  # hysteresis: between the thresholds the share is kept
+        if config.recovery_seconds == 0.0:
+            self._recover()
             return
-        if level >= self.config.resume_fraction:
-            self._calm_since = None  # hysteresis: between the thresholds, stay congested
-            return
-        if self._calm_since is None:
-            self._calm_since = now
-        if now - self._calm_since >= self.config.recovery_seconds:
+        self.refusal_fraction = max(0.0, self.refusal_fraction - elapsed / config.recovery_seconds)
+        if self.refusal_fraction == 0.0:
             self._recover()
 
     def _recover(self) -> None:
-        self.congested = False
-        self._calm_since = None
+        self.refusal_fraction = 0.0
+        self._credit = 0.0
         self.counters["overload_congestion_recoveries"] += 1

@@ -35,58 +35,93 @@ def test_admits_below_the_bound_and_refuses_at_it() -> None:
     assert gate.last_invites_in_progress == 2
 
 
-def test_lag_at_the_bound_refuses_until_it_stays_low_for_the_recovery_time() -> None:
-    gate = OverloadGate(OverloadConfig(max_loop_lag=0.2, resume_fraction=0.5, recovery_seconds=2.0))
+def refused_of(gate: OverloadGate, invites: int, now: float) -> int:
+    """How many of `invites` new INVITEs checked at `now` the gate refuses."""
+    return sum(gate.check(0, now) is not None for _ in range(invites))
+
+
+def test_lag_at_the_bound_refuses_a_rising_share_until_calm_brings_it_to_zero() -> None:
+    gate = OverloadGate(
+        OverloadConfig(
+            max_loop_lag=0.2, resume_fraction=0.5, rise_seconds=0.5, recovery_seconds=2.0
+        )
+    )
     gate.report_loop_lag(0.19, 0.0)
     assert not gate.congested
     assert gate.check(0, 0.0) is None
-    gate.report_loop_lag(0.2, 0.05)
+    gate.report_loop_lag(0.2, 0.05)  # 0.05 s of overload over 0.5 s: a tenth refused
     assert gate.congested
-    refusal = gate.check(0, 0.06)
-    assert refusal is not None
-    assert refusal.reason is OverloadReason.LOOP_LAG
-    assert refusal.retry_after == 5
-    # Low, but not yet for 2 s: still refused.
-    gate.report_loop_lag(0.01, 0.1)
+    assert gate.refusal_fraction == pytest.approx(0.1)
+    refusal = gate.check(0, 0.06)  # the first INVITE after the onset is refused
+    assert refusal == OverloadRefusal(OverloadReason.LOOP_LAG, 5)
+    assert refused_of(gate, 100, 0.06) == 10  # then exactly the share, spread evenly
+    gate.report_loop_lag(0.3, 0.25)  # 0.2 s more: +0.4
+    assert gate.refusal_fraction == pytest.approx(0.5)
+    assert refused_of(gate, 100, 0.25) == 50
+    gate.report_loop_lag(0.3, 1.0)  # capped: everything refused
+    assert gate.refusal_fraction == 1.0
+    assert refused_of(gate, 10, 1.0) == 10
+    # Calm: down by 1 per 2 s.
     gate.report_loop_lag(0.01, 2.0)
+    assert gate.refusal_fraction == pytest.approx(0.5)
     assert gate.congested
-    assert gate.check(0, 2.0) is not None
-    gate.report_loop_lag(0.01, 2.1)
+    gate.report_loop_lag(0.01, 3.0)
     assert not gate.congested
-    assert gate.check(0, 2.1) is None
+    assert gate.check(0, 3.0) is None
     assert gate.counters == {
-        "overload_refused.loop_lag": 2,
+        "overload_refused.loop_lag": 1 + 10 + 50 + 10,
         "overload_congestion_episodes": 1,
         "overload_congestion_recoveries": 1,
     }
-    assert gate.peak_lag == 0.2
+    assert gate.peak_lag == 0.3
     assert gate.last_lag == 0.01
 
 
-def test_lag_between_the_thresholds_keeps_the_state_it_found() -> None:
-    """Hysteresis: 0.1 <= lag < 0.2 neither starts nor ends the lagging state, and it
-    restarts the recovery time."""
-    gate = OverloadGate(OverloadConfig(max_loop_lag=0.2, resume_fraction=0.5, recovery_seconds=1.0))
+def test_lag_between_the_thresholds_keeps_the_share_it_found() -> None:
+    """Hysteresis: 0.1 <= lag < 0.2 neither raises nor lowers the refused share."""
+    gate = OverloadGate(
+        OverloadConfig(
+            max_loop_lag=0.2, resume_fraction=0.5, rise_seconds=1.0, recovery_seconds=1.0
+        )
+    )
     gate.report_loop_lag(0.15, 0.0)
     assert not gate.congested
-    gate.report_loop_lag(0.3, 1.0)
-    gate.report_loop_lag(0.05, 1.1)  # calm from 1.1 ...
-    gate.report_loop_lag(0.15, 1.5)  # ... interrupted
-    gate.report_loop_lag(0.05, 1.6)  # calm again from 1.6
-    gate.report_loop_lag(0.05, 2.5)
-    assert gate.congested
-    gate.report_loop_lag(0.05, 2.6)
+    gate.report_loop_lag(0.3, 0.5)  # +0.5
+    gate.report_loop_lag(0.15, 1.5)
+    gate.report_loop_lag(0.15, 2.5)
+    assert gate.refusal_fraction == pytest.approx(0.5)
+    gate.report_loop_lag(0.05, 2.75)  # calm: -0.25
+    assert gate.refusal_fraction == pytest.approx(0.25)
+    gate.report_loop_lag(0.05, 3.0)
     assert not gate.congested
 
 
-def test_a_new_stall_while_recovering_restarts_the_episode_count_once() -> None:
+def test_a_new_stall_after_recovery_is_a_new_episode() -> None:
     gate = OverloadGate(OverloadConfig(max_loop_lag=0.1, recovery_seconds=0.5))
     for now, lag in [(0.0, 0.5), (0.1, 0.0), (0.2, 0.4), (0.3, 0.0), (0.9, 0.0)]:
         gate.report_loop_lag(lag, now)
     assert not gate.congested
-    assert gate.counters["overload_congestion_episodes"] == 1
-    gate.report_loop_lag(1.0, 1.0)
     assert gate.counters["overload_congestion_episodes"] == 2
+    assert gate.counters["overload_congestion_recoveries"] == 2
+    gate.report_loop_lag(1.0, 1.0)
+    assert gate.counters["overload_congestion_episodes"] == 3
+
+
+def test_under_sustained_overload_the_share_settles_where_the_load_fits() -> None:
+    """A toy switch that can take 1,000 INVITEs/s, offered 3,000/s: the lag is over its
+    bound while more than 1,000/s are admitted, calm below 800/s; after a few seconds
+    the admitted rate stays between the two (about two thirds refused)."""
+    gate = OverloadGate(OverloadConfig(max_loop_lag=0.2))
+    admitted_rates = []
+    for tick in range(200):  # 10 s of 50 ms samples
+        now = tick * 0.05
+        admitted = 150 - refused_of(gate, 150, now)  # 3,000/s: 150 per sample
+        rate = admitted / 0.05
+        admitted_rates.append(rate)
+        gate.report_loop_lag(0.3 if rate > 1000 else 0.15 if rate > 800 else 0.01, now)
+    settled = admitted_rates[100:]
+    assert 700 <= min(settled) and max(settled) <= 1100
+    assert 0.55 <= gate.refusal_fraction <= 0.8
 
 
 def test_a_lagging_state_no_report_refreshes_is_dropped() -> None:
@@ -113,18 +148,16 @@ def test_a_filling_receive_queue_congests_until_both_signals_are_calm() -> None:
     refusal = gate.check(0, 0.08)
     assert refusal is not None
     assert refusal.reason is OverloadReason.RECEIVE_QUEUE
-    # The queue empties, but the lag is between its thresholds: still congested.
-    gate.report_receive_queue(0.0, 0.1)
+    # The queue empties, but the lag is between its thresholds: the share is kept.
     gate.report_loop_lag(0.15, 0.1)
+    gate.report_receive_queue(0.0, 0.1)
+    share = gate.refusal_fraction
     gate.report_loop_lag(0.15, 1.5)
-    assert gate.congested
-    refusal = gate.check(0, 1.5)
-    assert refusal is not None
-    assert refusal.reason is OverloadReason.RECEIVE_QUEUE  # the cause it started with
+    assert gate.refusal_fraction == share > 0
     gate.report_loop_lag(0.01, 1.6)
     gate.report_loop_lag(0.01, 2.6)
     assert not gate.congested
-    assert gate.counters["overload_refused.receive_queue"] == 2
+    assert gate.counters["overload_refused.receive_queue"] == 1
     assert gate.peak_receive_fill == 0.6
     assert gate.last_receive_fill == 0.0
 
@@ -147,9 +180,8 @@ def test_the_larger_share_names_the_cause() -> None:
     assert refusal.reason is OverloadReason.LOOP_LAG
     gate.report_receive_queue(1.5, 0.05)  # clipped to 1.0: 2.0 of its bound
     assert gate.last_receive_fill == 1.0
-    refusal = gate.check(0, 0.05)
-    assert refusal is not None
-    assert refusal.reason is OverloadReason.RECEIVE_QUEUE
+    reasons = {refusal.reason for _ in range(50) if (refusal := gate.check(0, 0.05))}
+    assert reasons == {OverloadReason.RECEIVE_QUEUE}
 
 
 def test_the_count_bound_is_checked_first() -> None:
@@ -177,6 +209,9 @@ def test_negative_lag_is_zero() -> None:
         {"resume_fraction": 1.5},
         {"recovery_seconds": -1.0},
         {"stale_after": 0.0},
+        {"rise_seconds": 0.0},
+        {"minimum_step": 0.0},
+        {"minimum_step": 1.5},
         {"retry_after": -1},
     ],
 )
