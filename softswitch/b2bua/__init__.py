@@ -4,8 +4,9 @@ Like `softswitch.sip`, nothing here touches a socket or a clock: a `Call` is dri
 `SipEndpoint` events and `handle_timer(now)`, and acts only through the endpoint's
 send methods. One exception, kept apart: `announcement_media` is the asyncio adapter that
 plays announcements for the sans-I/O `announcement_call` (issue 5 step 5), and so is
-`voicemail_media` for `voicemail_call` (issue 6 item 4); nothing imports them but
-`softswitch run` and their tests.
+`voicemail_media` for `voicemail_call` (issue 6 item 4), over their common part
+`answered_media`; nothing imports them but `softswitch run` and their tests (and
+`answered_media` only those two).
 
 Toll-free calls (issue 5): `tollfree_routing` (admission, destinations, records),
 `announcement_call` (the switch answers itself), wired in `service.CallService`.

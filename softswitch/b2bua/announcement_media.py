@@ -1,9 +1,9 @@
 """The asyncio adapter that carries out the call service's media effects (issue 5 step 5).
 
-The only module of `b2bua/` that touches an event loop, kept as thin as
-`softswitch.media.player` (STYLE.md principle 6): every decision is the sans-I/O
-`AnnouncementCall`'s; this module opens, plays and stops `AnnouncementPlayer`s and hands
-the outcomes back to the `CallService`.
+One of the modules of `b2bua/` that touch an event loop (with `voicemail_media` and
+their common part `answered_media`), kept as thin as `softswitch.media.player` (STYLE.md
+principle 6): every decision is the sans-I/O `AnnouncementCall`'s; this module opens,
+plays and stops `AnnouncementPlayer`s and hands the outcomes back to the `CallService`.
 
 Rules:
 - `AnnouncementMedia(loop, calls, library, host, ports, after)` enables announcements
@@ -11,9 +11,9 @@ Rules:
   the service handled (the `softswitch run` call timer calls it from its `_after`): it
   drains `calls.next_media_effect()`.
 - `OpenMedia`: a task binds a player on `host` (an RTP port from `ports`); then
-  `calls.media_opened(call_id, player.local_address, now)`, or `None` on an `OSError`.
-  A `StopMedia` that arrives while the socket is being bound is remembered, and the
-  player is stopped as soon as it exists.
+  `calls.media_opened(call_id, player.local_address, now)`, or `None` on an `OSError`
+  (`answered_media` rules). A `StopMedia` that arrives while the socket is being bound
+  is remembered, and the player is stopped as soon as it exists.
 - `PlayAnnouncement`: `player.play(media, announcement)`; a task waits for the end and
   reports `calls.playback_finished(call_id, now)` when it COMPLETED or FAILED (a FAILED
   socket ends the call the same way: BYE). STOPPED is our own doing: nothing to report.
@@ -30,8 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 from softswitch.media import (
     Announcement,
@@ -40,8 +39,10 @@ from softswitch.media import (
     PlaybackOutcome,
     RtpPortAllocator,
 )
+from softswitch.sip.flows import Address
 
 from .announcement_call import OpenMedia, PlayAnnouncement, StopMedia
+from .answered_media import AnsweredCallMedia
 from .service import CallService
 
 __all__ = ["AnnouncementMedia"]
@@ -49,7 +50,7 @@ __all__ = ["AnnouncementMedia"]
 logger = logging.getLogger(__name__)
 
 
-class AnnouncementMedia:
+class AnnouncementMedia(AnsweredCallMedia[AnnouncementPlayer]):
     """Players of the announcement calls of one `CallService` (see the module rules)."""
 
     def __init__(
@@ -61,90 +62,48 @@ class AnnouncementMedia:
         ports: RtpPortAllocator | None,
         after: Callable[[], None],
     ) -> None:
-        self._loop = loop
+        super().__init__(loop, host, ports, after)
         self._calls = calls
         self._announcements = {announcement.name: announcement for announcement in library.all()}
-        self._host = host
-        self._ports = ports
-        self._after = after
-        self._players: dict[str, AnnouncementPlayer] = {}
-        self._opening: set[str] = set()
-        self._stopped_while_opening: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
         calls.enable_announcements()
-
-    def __len__(self) -> int:
-        """Players held now (0 once every announcement call ended)."""
-        return len(self._players) + len(self._opening)
 
     def pump(self) -> None:
         """Carry out every pending media effect of the call service."""
         while (effect := self._calls.next_media_effect()) is not None:
             if isinstance(effect, OpenMedia):
-                self._opening.add(effect.call_id)
-                self._spawn(self._open(effect.call_id))
+                self._open(effect.call_id)
             elif isinstance(effect, PlayAnnouncement):
                 self._play(effect)
             elif isinstance(effect, StopMedia):
-                player = self._players.pop(effect.call_id, None)
-                if player is not None:
-                    player.stop()
-                elif effect.call_id in self._opening:
-                    self._stopped_while_opening.add(effect.call_id)
+                self._stop(effect.call_id)
 
-    def close(self) -> None:
-        """Stop every player (shutdown)."""
-        for player in self._players.values():
-            player.stop()
-        self._players.clear()
-        for task in self._tasks:
-            task.cancel()
+    async def _bind(self) -> AnnouncementPlayer:
+        return await AnnouncementPlayer.open(self._host, self._ports)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = self._loop.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _open_failed(self, call_id: str, error: OSError) -> None:
+        logger.warning("cannot open an RTP socket for %s: %s", call_id, error)
 
-    async def _open(self, call_id: str) -> None:
-        try:
-            player: AnnouncementPlayer | None = await AnnouncementPlayer.open(
-                self._host, self._ports
-            )
-        except OSError as error:
-            logger.warning("cannot open an RTP socket for %s: %s", call_id, error)
-            player = None
-        self._opening.discard(call_id)
-        if call_id in self._stopped_while_opening:
-            self._stopped_while_opening.discard(call_id)
-            if player is not None:
-                player.stop()
-            return
-        if player is not None:
-            self._players[call_id] = player
-        self._report(
-            lambda: self._calls.media_opened(
-                call_id, None if player is None else player.local_address, self._loop.time()
-            )
-        )
+    def _media_opened(self, call_id: str, address: Address | None, now: float) -> None:
+        self._calls.media_opened(call_id, address, now)
 
     def _play(self, effect: PlayAnnouncement) -> None:
-        player = self._players.get(effect.call_id)
+        player = self._sessions.get(effect.call_id)
         if player is None:
             return
         announcement = self._announcement(effect.announcement)
         if announcement is None:
             logger.warning("no announcement %r for %s", effect.announcement, effect.call_id)
-            self._report(lambda: self._calls.playback_finished(effect.call_id, self._loop.time()))
+            self._report(lambda: self._calls.playback_finished(effect.call_id, self._now()))
             return
         player.play(effect.media, announcement)
         self._spawn(self._wait(effect.call_id, player))
 
     async def _wait(self, call_id: str, player: AnnouncementPlayer) -> None:
         result = await player.wait()
-        if self._players.get(call_id) is player:
-            del self._players[call_id]
+        if self._sessions.get(call_id) is player:
+            del self._sessions[call_id]
         if result.outcome is not PlaybackOutcome.STOPPED:
-            self._report(lambda: self._calls.playback_finished(call_id, self._loop.time()))
+            self._report(lambda: self._calls.playback_finished(call_id, self._now()))
 
     def _announcement(self, name: str) -> Announcement | None:
         found = self._announcements.get(name)
@@ -152,10 +111,3 @@ class AnnouncementMedia:
             kind = name.rsplit("_", 1)[0]
             found = self._announcements.get(f"{kind}_ja")
         return found
-
-    def _report(self, action: Callable[[], None]) -> None:
-        try:
-            action()
-            self.pump()
-        finally:
-            self._after()

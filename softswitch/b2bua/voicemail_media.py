@@ -3,7 +3,8 @@
 Thin like `announcement_media` (STYLE.md principle 6): the SIP decisions are the
 `VoicemailCall`'s, the recording decisions the pure `softswitch.voicemail.Recorder`'s
 and `softswitch.media.playout.Playout`'s; this module binds sockets, arms one loop timer
-per call, moves datagrams, and reports back to the `CallService`.
+per call, moves datagrams, and reports back to the `CallService`. Binding, stopping and
+reporting follow the `answered_media` rules it shares with `announcement_media`.
 
 Rules:
 - `VoicemailMedia(loop, calls, greetings, host, ports, store, after)` enables voicemail
@@ -42,7 +43,7 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -79,6 +80,7 @@ from softswitch.voicemail.menu import (
 )
 from softswitch.voicemail.recording import Recorder, RecordingConfig, RecordingEnd
 
+from .answered_media import AnsweredCallMedia
 from .service import CallService
 from .voicemail_call import (
     OpenRecorder,
@@ -117,9 +119,7 @@ class VoicemailCalls(Protocol):
 
     def next_voicemail_effect(self) -> VoicemailEffect | None: ...
 
-    def voicemail_media_opened(
-        self, call_id: str, address: Address | None, now: float
-    ) -> None: ...
+    def voicemail_media_opened(self, call_id: str, address: Address | None, now: float) -> None: ...
 
     def greeting_finished(self, call_id: str, now: float) -> None: ...
 
@@ -141,11 +141,9 @@ class MessageStore(Protocol):
         """The message's linear PCM (16-bit, 8 kHz, mono)."""
         ...
 
-    def mark_heard(self, mailbox: Mailbox, message_id: str) -> MailboxCounts:
-        ...
+    def mark_heard(self, mailbox: Mailbox, message_id: str) -> MailboxCounts: ...
 
-    def delete(self, mailbox: Mailbox, message_id: str) -> MailboxCounts:
-        ...
+    def delete(self, mailbox: Mailbox, message_id: str) -> MailboxCounts: ...
 
 
 class DatabaseMessageStore:
@@ -364,7 +362,7 @@ class VoicemailSession(asyncio.DatagramProtocol):
         self._transport = None
 
 
-class VoicemailMedia:
+class VoicemailMedia(AnsweredCallMedia[VoicemailSession]):
     """The sessions of the voicemail calls of one `CallService` (see the module rules)."""
 
     def __init__(
@@ -382,38 +380,26 @@ class VoicemailMedia:
         wall_clock: Callable[[], float] = time.time,
         key_timeout: float = DEFAULT_KEY_TIMEOUT,
     ) -> None:
-        self._loop = loop
+        super().__init__(loop, host, ports, after)
         self._calls = calls
         self._greetings = dict(greetings)
-        self._host = host
-        self._ports = ports
         self._store = store
-        self._after = after
         self.on_saved = on_saved
         self._config = config if config is not None else RecordingConfig()
         self._wall_clock = wall_clock
-        self._sessions: dict[str, VoicemailSession] = {}
         self._messages: dict[str, _Message] = {}
         self._media: dict[str, NegotiatedMedia] = {}
         self._listening: dict[str, _Listening] = {}
         self._key_timeout = key_timeout
         self._saves: set[asyncio.Task[None]] = set()
-        self._opening: set[str] = set()
-        self._stopped_while_opening: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
         self.counters: Counter[str] = Counter()
         calls.enable_voicemail()
-
-    def __len__(self) -> int:
-        """Sessions held now (0 once every voicemail call ended)."""
-        return len(self._sessions) + len(self._opening)
 
     def pump(self) -> None:
         """Carry out every pending voicemail effect of the call service."""
         while (effect := self._calls.next_voicemail_effect()) is not None:
             if isinstance(effect, OpenRecorder):
-                self._opening.add(effect.call_id)
-                self._spawn(self._open(effect.call_id))
+                self._open(effect.call_id)
             elif isinstance(effect, PlayGreeting):
                 self._play(effect)
             elif isinstance(effect, StartRecording):
@@ -423,13 +409,6 @@ class VoicemailMedia:
             elif isinstance(effect, StopRecorder):
                 self._stop(effect.call_id)
 
-    def close(self) -> None:
-        """Stop every session (shutdown); recordings so far are still saved."""
-        for call_id in list(self._sessions):
-            self._stop(call_id)
-        for task in self._tasks:
-            task.cancel()
-
     async def wait_saved(self) -> None:
         """Wait for the saves in progress (shutdown, tests)."""
         saves = [task for task in self._saves if not task.done()]
@@ -437,29 +416,14 @@ class VoicemailMedia:
             await asyncio.gather(*saves, return_exceptions=True)
 
     # -- effects -------------------------------------------------------------------
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = self._loop.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _bind(self) -> VoicemailSession:
+        return await VoicemailSession.open(self._host, self._ports)
 
-    async def _open(self, call_id: str) -> None:
-        try:
-            session: VoicemailSession | None = await VoicemailSession.open(
-                self._host, self._ports
-            )
-        except OSError as error:
-            logger.warning("cannot open an RTP socket for voicemail %s: %s", call_id, error)
-            session = None
-        self._opening.discard(call_id)
-        if call_id in self._stopped_while_opening:
-            self._stopped_while_opening.discard(call_id)
-            if session is not None:
-                session.stop()
-            return
-        if session is not None:
-            self._sessions[call_id] = session
-        address = None if session is None else session.local_address
-        self._report(lambda: self._calls.voicemail_media_opened(call_id, address, self._now()))
+    def _open_failed(self, call_id: str, error: OSError) -> None:
+        logger.warning("cannot open an RTP socket for voicemail %s: %s", call_id, error)
+
+    def _media_opened(self, call_id: str, address: Address | None, now: float) -> None:
+        self._calls.voicemail_media_opened(call_id, address, now)
 
     def _play(self, effect: PlayGreeting) -> None:
         session = self._sessions.get(effect.call_id)
@@ -496,13 +460,8 @@ class VoicemailMedia:
 
         session.record(recorder, ended)
 
-    def _stop(self, call_id: str) -> None:
-        session = self._sessions.pop(call_id, None)
-        if session is None:
-            if call_id in self._opening:
-                self._stopped_while_opening.add(call_id)
-            return
-        session.stop()
+    def _session_stopped(self, call_id: str) -> None:
+        """A recording holding voice is saved (module rules: `StopRecorder`)."""
         self._media.pop(call_id, None)
         listening = self._listening.pop(call_id, None)
         if listening is not None:
@@ -666,16 +625,6 @@ class VoicemailMedia:
         self._saves.add(task)
         task.add_done_callback(self._saves.discard)
 
-    def _now(self) -> float:
-        return self._loop.time()
-
-    def _report(self, action: Callable[[], None]) -> None:
-        try:
-            action()
-            self.pump()
-        finally:
-            self._after()
-
 
 class MailboxCountCache:
     """The (new, old) counts the MWI NOTIFYs report, by mailbox; filled at start-up and
@@ -765,8 +714,15 @@ def start_voicemail(
         calls.mailbox_changed(mailbox.tenant_name, mailbox.number, loop.time())
 
     media = VoicemailMedia(
-        loop, calls, greetings, host, RtpPortAllocator(), store, after,
-        on_saved=saved, config=config,
+        loop,
+        calls,
+        greetings,
+        host,
+        RtpPortAllocator(),
+        store,
+        after,
+        on_saved=saved,
+        config=config,
     )
     if notifier is not None:
 

@@ -24,6 +24,7 @@ from cloudpbx.snapshot import (
 from softswitch.b2bua.caller_auth import CallerAuthenticator
 from softswitch.b2bua.service import CallService
 from softswitch.b2bua.voicemail_call import (
+    MEDIA_OPEN_TIMEOUT,
     OpenRecorder,
     PlayGreeting,
     StartMailbox,
@@ -31,7 +32,7 @@ from softswitch.b2bua.voicemail_call import (
     StopRecorder,
     VoicemailEffect,
 )
-from softswitch.media import Codec
+from softswitch.media import Codec, Direction
 from softswitch.registrar.bindings import AddressOfRecord, Binding
 from softswitch.registrar.snapshot_adapter import SnapshotDirectory
 from softswitch.sip.auth import DigestChallenge, NonceManager, answer_challenge, compute_ha1
@@ -502,3 +503,87 @@ def test_the_feature_code_needs_a_mailbox_and_a_subscriber() -> None:
     switch.call("%2A98")  # a trunk has no mailbox (escaped `*`, RFC 3261 §19.1.2)
     assert switch.finals() == [403]
     assert switch.effects() == []
+
+
+# -- what a voicemail call shares with announcements (`answered_call` rules) ------------
+def caller_ack(switch: Switch, body: str) -> None:
+    """The caller's ACK for the 200, carrying `body` (a late offer's answer)."""
+    (final,) = [m for m in switch.to(TRUNK) if isinstance(m, Response) and m.status_code == 200
+                and m.cseq.method == "INVITE"]  # fmt: skip
+    switch.deliver(
+        f"ACK sip:{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {TRUNK[0]}:{TRUNK[1]};branch=z9hG4bK-c1-ack\r\n"
+        f"Max-Forwards: 70\r\nFrom: {final.headers.get('From')}\r\n"
+        f"To: {final.headers.get('To')}\r\nCall-ID: c1\r\nCSeq: 1 ACK\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}",
+        TRUNK,
+    )
+
+
+def test_a_late_offer_is_offered_sendrecv_and_greets_on_the_acks_answer() -> None:
+    switch = Switch()
+    switch.call("1001", offer="")
+    assert switch.effects() == [OpenRecorder("c1")]
+    switch.service.voicemail_media_opened("c1", MEDIA, switch.now)
+    switch.collect()
+    (answer,) = [m for m in switch.to(TRUNK) if isinstance(m, Response) and m.status_code == 200]
+    assert b"m=audio 40000" in answer.body and b"a=sendrecv" in answer.body
+    assert b"a=sendonly" not in answer.body
+    assert switch.effects() == []  # the greeting waits for the ACK's answer
+    caller_ack(switch, OFFER.replace(" 8 0\r\n", " 8\r\n") + "a=sendrecv\r\n")
+    (greeting,) = switch.effects()
+    assert isinstance(greeting, PlayGreeting)
+    assert greeting.media.codec is Codec.PCMA and greeting.media.send
+    assert greeting.media.direction is Direction.SENDRECV  # we offered sendrecv
+
+
+def test_a_late_offer_without_an_answer_in_the_ack_hangs_up() -> None:
+    switch = Switch()
+    switch.call("1001", offer="")
+    switch.effects()
+    switch.service.voicemail_media_opened("c1", MEDIA, switch.now)
+    switch.collect()
+    switch.caller_in_dialog("ACK", 1)
+    assert switch.effects() == [StopRecorder("c1")]
+    assert [m.method for m in switch.to(TRUNK) if isinstance(m, Request)] == ["BYE"]
+
+
+def test_no_socket_in_time_is_500_for_voicemail_too() -> None:
+    switch = Switch()
+    switch.call("1001")
+    assert switch.effects() == [OpenRecorder("c1")]
+    assert switch.service.next_deadline() == MEDIA_OPEN_TIMEOUT
+    switch.advance(MEDIA_OPEN_TIMEOUT)
+    assert switch.finals() == [500]
+    assert switch.effects() == [StopRecorder("c1")]
+    assert len(switch.service) == 0
+    record = switch.service.next_record()
+    assert record is not None and (record.result, record.status_code) == ("failed", 500)
+
+
+def test_in_dialog_requests_get_501_then_481_once_we_said_bye() -> None:
+    switch = Switch()
+    switch.call("1001")
+    answer_recording(switch)
+    switch.caller_in_dialog("INFO", 2)
+    switch.service.recording_finished("c1", switch.now)
+    switch.collect()
+    switch.caller_in_dialog("INFO", 3)
+    statuses = [
+        m.status_code for m in switch.to(TRUNK)
+        if isinstance(m, Response) and m.cseq.method == "INFO"
+    ]  # fmt: skip
+    assert statuses == [501, 481]
+
+
+def test_no_ack_for_the_200_hangs_up_with_bye() -> None:
+    switch = Switch()
+    switch.call("1001")
+    switch.effects()
+    switch.service.voicemail_media_opened("c1", MEDIA, switch.now)
+    switch.collect()
+    (greeting,) = switch.effects()
+    assert isinstance(greeting, PlayGreeting)
+    switch.advance(64 * 0.5)  # Timer L (RFC 6026 §8.11), 64*T1: no ACK came
+    assert switch.effects() == [StopRecorder("c1")]
+    assert [m.method for m in switch.to(TRUNK) if isinstance(m, Request)] == ["BYE"]
