@@ -41,6 +41,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from . import sipp
 from .conftest import (
     REPO_ROOT,
     RunningElement,
@@ -52,7 +53,6 @@ from .conftest import (
 from .test_calls import (
     SIPP_LIMIT,
     assert_one_success,
-    diagnostics,
     sipp_command,
     sipp_uas,
     wait_uas,
@@ -290,15 +290,13 @@ def test_a_provisioned_extension_is_routed_after_the_operator_reload(
                 switch, tmp_path, "call_uac_trunk.xml", TRUNK_SOURCE, free_port(TRUNK_SOURCE),
                 "-s", "1009", "-key", "caller", "0312345678",
             )
-            caller = subprocess.run(
-                command, cwd=tmp_path, capture_output=True, timeout=SIPP_LIMIT + 15
-            )
+            caller = sipp.run(command, tmp_path, SIPP_LIMIT + 15)
             uas_status = wait_uas(uas)
-        info = diagnostics(tmp_path, switch, caller)
+        info = sipp.diagnostics(tmp_path, switch, caller)
         assert caller.returncode == 0, info
         assert uas_status == 0, info
         assert_one_success(tmp_path, "call_uac_trunk.xml")
-        lines = [line for line in switch.log_text().splitlines() if "call ended" in line]
+        lines = sipp.call_ended_lines(switch)
         assert len(lines) == 3, lines  # two 404s, then the answered call
     answered = lines[-1]
     assert "result=answered" in answered and f"target=sip:1009@{callee_host}" in answered

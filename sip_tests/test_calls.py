@@ -26,9 +26,6 @@ Every process has a time limit and is stopped by its PID.
 from __future__ import annotations
 
 import contextlib
-import csv
-import re
-import shutil
 import signal
 import subprocess
 import time
@@ -38,7 +35,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO_ROOT, SCENARIOS, RunningElement, free_port, random_loopback_host, running
+from . import sipp
+from .conftest import REPO_ROOT, RunningElement, free_port, random_loopback_host, running
 from .test_registrar import run_sipp
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
@@ -46,13 +44,8 @@ DOMAIN = "127.0.0.1"
 SIPP_LIMIT = 30  # seconds, for `timeout` around SIPp
 CALLER = "1004"
 CALLER_PASSWORD = "pass1004"
-
-
-def _sipp() -> str:
-    sipp = shutil.which("sipp")
-    if sipp is None:
-        pytest.fail("sipp is not installed: run `make test`, which installs sip-tester")
-    return sipp
+AS_CALLER = ("-key", "caller", CALLER, "-au", CALLER, "-ap", CALLER_PASSWORD)
+"""SIPp arguments: the caller's number and its credentials."""
 
 
 def write_config(tmp_path: Path, static_contact: str | None, no_answer_timeout: int) -> Path:
@@ -86,39 +79,15 @@ def call_switch(
 def sipp_command(
     switch: RunningElement, tmp_path: Path, scenario: str, host: str, port: int, *extra: str
 ) -> list[str]:
-    return [
-        "timeout", str(SIPP_LIMIT), _sipp(), switch.sip_argument,
-        "-sf", str(SCENARIOS / scenario),
-        "-m", "1", "-i", host, "-p", str(port), "-nostdin",
-        "-trace_stat", "-stf", str(tmp_path / f"{scenario}.csv"),
-        "-trace_err", "-error_file", str(tmp_path / f"{scenario}.errors.log"),
-        "-timeout", "20s",
-        *extra,
-    ]
+    return sipp.command(switch, tmp_path, scenario, host, port, *extra, limit=SIPP_LIMIT)
 
 
-@contextlib.contextmanager
 def sipp_uas(
     switch: RunningElement, tmp_path: Path, scenario: str, host: str, port: int
-) -> Iterator[subprocess.Popen[bytes]]:
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """A SIPp UAS in the background; stopped by its PID if still running at the end."""
-    output = (tmp_path / f"{scenario}.out").open("wb")
-    process = subprocess.Popen(
-        sipp_command(switch, tmp_path, scenario, host, port),
-        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-    )
-    try:
-        time.sleep(0.5)  # SIPp binds its socket before the caller's INVITE can reach it
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        output.close()
+    command = sipp_command(switch, tmp_path, scenario, host, port)
+    return sipp.background(command, tmp_path, scenario, settle=0.5)
 
 
 def run_caller(
@@ -126,53 +95,43 @@ def run_caller(
 ) -> subprocess.CompletedProcess[bytes]:
     host = random_loopback_host()
     command = sipp_command(
-        switch, tmp_path, scenario, host, free_port(host),
-        "-s", callee, "-key", "caller", CALLER, "-au", CALLER, "-ap", CALLER_PASSWORD,
+        switch, tmp_path, scenario, host, free_port(host), "-s", callee, *AS_CALLER
     )
-    return subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=SIPP_LIMIT + 15)
-
-
-def diagnostics(tmp_path: Path, switch: RunningElement, *results: object) -> str:
-    parts = [repr(result)[-2000:] for result in results]
-    for path in sorted(tmp_path.glob("*.errors.log")) + sorted(tmp_path.glob("*.out")):
-        parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}")
-    parts.append("--- switch\n" + switch.log_text()[-4000:])
-    return "\n".join(parts)
+    return sipp.run(command, tmp_path, SIPP_LIMIT + 15)
 
 
 def assert_one_success(tmp_path: Path, scenario: str) -> None:
-    rows = list(csv.reader((tmp_path / f"{scenario}.csv").open(encoding="utf-8"), delimiter=";"))
-    header, last = rows[0], rows[-1]
-    assert int(last[header.index("SuccessfulCall(C)")]) == 1
-    assert int(last[header.index("FailedCall(C)")]) == 0
+    assert sipp.call_counts(tmp_path, scenario) == (1, 0)
 
 
 def wait_uas(process: subprocess.Popen[bytes]) -> int:
-    try:
-        return process.wait(SIPP_LIMIT)
-    except subprocess.TimeoutExpired:
-        return -1
-
-
-def call_lines(switch: RunningElement) -> list[dict[str, str]]:
-    """The `call ended` log lines, as field dictionaries."""
-    lines = []
-    for line in switch.log_text().splitlines():
-        if "call ended " in line:
-            text = line.split("call ended ", 1)[1]
-            lines.append(dict(re.findall(r"(\w+)=(\S*)", text)))
-    return lines
+    return sipp.exit_status(process, SIPP_LIMIT)
 
 
 def wait_call_line(switch: RunningElement, timeout: float = 5.0) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = call_lines(switch)
-        if lines:
-            assert len(lines) == 1, lines
-            return lines[0]
-        time.sleep(0.05)
-    raise AssertionError("no call line:\n" + switch.log_text())
+    lines = sipp.wait_for(
+        lambda: sipp.call_records(switch), lambda: "no call line:\n" + switch.log_text(), timeout
+    )
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def call_to_uas(
+    switch: RunningElement,
+    tmp_path: Path,
+    uas_scenario: str,
+    callee: tuple[str, int],
+    uac_scenario: str,
+    to: str = "1999",
+) -> None:
+    """One call from the caller (`uac_scenario`) to `to`, whose SIPp UAS (`uas_scenario`)
+    listens at `callee`; asserts both SIPp runs passed."""
+    with sipp_uas(switch, tmp_path, uas_scenario, *callee) as uas:
+        caller = run_caller(switch, tmp_path, uac_scenario, to)
+        uas_status = wait_uas(uas)
+    info = sipp.diagnostics(tmp_path, switch, caller)
+    assert caller.returncode == 0, info
+    assert uas_status == 0, info
 
 
 # --- Tests ---------------------------------------------------------------------------------
@@ -182,12 +141,7 @@ def test_answered_call_hung_up_by_the_caller(tmp_path: Path) -> None:
     callee_host = random_loopback_host()
     callee_port = free_port(callee_host)
     with call_switch(tmp_path, f"sip:1999@{callee_host}:{callee_port}") as switch:
-        with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port) as uas:
-            caller = run_caller(switch, tmp_path, "call_uac.xml", "1999")
-            uas_status = wait_uas(uas)
-        info = diagnostics(tmp_path, switch, caller)
-        assert caller.returncode == 0, info
-        assert uas_status == 0, info
+        call_to_uas(switch, tmp_path, "call_uas.xml", (callee_host, callee_port), "call_uac.xml")
         assert_one_success(tmp_path, "call_uac.xml")
         line = wait_call_line(switch)
     assert line["result"] == "answered", line
@@ -202,12 +156,10 @@ def test_busy_callee_is_relayed(tmp_path: Path) -> None:
     callee_host = random_loopback_host()
     callee_port = free_port(callee_host)
     with call_switch(tmp_path, f"sip:1999@{callee_host}:{callee_port}") as switch:
-        with sipp_uas(switch, tmp_path, "call_uas_busy.xml", callee_host, callee_port) as uas:
-            caller = run_caller(switch, tmp_path, "call_uac_refused.xml", "1999")
-            uas_status = wait_uas(uas)
-        info = diagnostics(tmp_path, switch, caller)
-        assert caller.returncode == 0, info
-        assert uas_status == 0, info
+        call_to_uas(
+            switch, tmp_path, "call_uas_busy.xml", (callee_host, callee_port),
+            "call_uac_refused.xml",
+        )  # fmt: skip
         line = wait_call_line(switch)
     assert (line["result"], line["status"]) == ("rejected", "486"), line
 
@@ -216,7 +168,7 @@ def test_busy_callee_is_relayed(tmp_path: Path) -> None:
 def test_unknown_and_unreachable_extensions(tmp_path: Path, callee: str, status: str) -> None:
     with call_switch(tmp_path, None) as switch:
         caller = run_caller(switch, tmp_path, "call_uac_refused.xml", callee)
-        assert caller.returncode == 0, diagnostics(tmp_path, switch, caller)
+        assert caller.returncode == 0, sipp.diagnostics(tmp_path, switch, caller)
         line = wait_call_line(switch)
     assert (line["result"], line["status"]) == ("rejected", status), line
     assert line["to"] == f"sip:{callee}@{DOMAIN}:{switch.port}"
@@ -226,14 +178,10 @@ def test_cancel_while_ringing(tmp_path: Path) -> None:
     callee_host = random_loopback_host()
     callee_port = free_port(callee_host)
     with call_switch(tmp_path, f"sip:1999@{callee_host}:{callee_port}") as switch:
-        with sipp_uas(
-            switch, tmp_path, "call_uas_ringing.xml", callee_host, callee_port
-        ) as uas:
-            caller = run_caller(switch, tmp_path, "call_uac_cancel.xml", "1999")
-            uas_status = wait_uas(uas)
-        info = diagnostics(tmp_path, switch, caller)
-        assert caller.returncode == 0, info
-        assert uas_status == 0, info
+        call_to_uas(
+            switch, tmp_path, "call_uas_ringing.xml", (callee_host, callee_port),
+            "call_uac_cancel.xml",
+        )  # fmt: skip
         line = wait_call_line(switch)
     assert (line["result"], line["status"]) == ("cancelled", "487"), line
 
@@ -244,14 +192,12 @@ def test_no_answer_timeout_gives_480_and_cancels_the_callee(tmp_path: Path) -> N
     with call_switch(
         tmp_path, f"sip:1999@{callee_host}:{callee_port}", no_answer_timeout=1
     ) as switch:
-        with sipp_uas(
-            switch, tmp_path, "call_uas_ringing.xml", callee_host, callee_port
-        ) as uas:
+        with sipp_uas(switch, tmp_path, "call_uas_ringing.xml", callee_host, callee_port) as uas:
             started = time.monotonic()
             caller = run_caller(switch, tmp_path, "call_uac_refused.xml", "1999")
             elapsed = time.monotonic() - started
             uas_status = wait_uas(uas)
-        info = diagnostics(tmp_path, switch, caller)
+        info = sipp.diagnostics(tmp_path, switch, caller)
         assert caller.returncode == 0, info
         # The switch's CANCEL (the loop timer at the deadline) ended the callee's side.
         assert uas_status == 0, info
@@ -269,17 +215,31 @@ def test_call_to_a_registered_callee(tmp_path: Path) -> None:
         run_sipp(
             switch, tmp_path, "register.xml",
             user="1005", password="pass1005", host=callee_host, port=callee_port,
+        )  # fmt: skip
+        call_to_uas(
+            switch, tmp_path, "call_uas.xml", (callee_host, callee_port), "call_uac.xml", to="1005"
         )
-        with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port) as uas:
-            caller = run_caller(switch, tmp_path, "call_uac.xml", "1005")
-            uas_status = wait_uas(uas)
-        info = diagnostics(tmp_path, switch, caller)
-        assert caller.returncode == 0, info
-        assert uas_status == 0, info
         line = wait_call_line(switch)
     assert (line["result"], line["status"]) == ("answered", "200"), line
     assert line["to"] == f"sip:1005@{DOMAIN}"
     assert line["target"] == f"sip:1005@{callee_host}:{callee_port}"
+
+
+@contextlib.contextmanager
+def drain_mid_call(switch: RunningElement, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A long call from the caller to 1999, then SIGTERM to the switch once the call is
+    answered; yields the caller's SIPp once the switch says it drains that call."""
+    process = switch.process
+    assert process is not None
+    host = random_loopback_host()
+    command = sipp_command(
+        switch, tmp_path, "call_uac_long.xml", host, free_port(host), "-s", "1999", *AS_CALLER
+    )
+    # Answered 1.5 s in; the caller hangs up after 3 s of call.
+    with sipp.background(command, tmp_path, "call_uac_long.xml", settle=1.5) as long_call:
+        process.send_signal(signal.SIGTERM)
+        sipp.wait_for(lambda: "draining 1 calls" in switch.log_text(), switch.log_text)
+        yield long_call
 
 
 def test_sigterm_drains_the_call_in_progress_and_refuses_new_ones(tmp_path: Path) -> None:
@@ -291,32 +251,11 @@ def test_sigterm_drains_the_call_in_progress_and_refuses_new_ones(tmp_path: Path
         process = switch.process
         assert process is not None
         with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port) as uas:
-            caller_host = random_loopback_host()
-            command = sipp_command(
-                switch, tmp_path, "call_uac_long.xml", caller_host, free_port(caller_host),
-                "-s", "1999", "-key", "caller", CALLER, "-au", CALLER, "-ap", CALLER_PASSWORD,
-            )
-            caller_output = (tmp_path / "call_uac_long.xml.out").open("wb")
-            long_call = subprocess.Popen(
-                command, cwd=tmp_path, stdin=subprocess.DEVNULL,
-                stdout=caller_output, stderr=subprocess.STDOUT,
-            )
-            try:
-                time.sleep(1.5)  # answered by now; the caller hangs up after 3 s of call
-                process.send_signal(signal.SIGTERM)
-                deadline = time.monotonic() + 5
-                while "draining 1 calls" not in switch.log_text():
-                    assert time.monotonic() < deadline, switch.log_text()
-                    time.sleep(0.05)
+            with drain_mid_call(switch, tmp_path) as long_call:
                 refused = run_caller(switch, tmp_path, "call_uac_unavailable.xml", "1999")
                 caller_status = long_call.wait(SIPP_LIMIT)
-            finally:
-                if long_call.poll() is None:
-                    long_call.kill()
-                    long_call.wait(10)
-                caller_output.close()
             uas_status = wait_uas(uas)
-        info = diagnostics(tmp_path, switch, refused)
+        info = sipp.diagnostics(tmp_path, switch, refused)
         assert refused.returncode == 0, info
         assert caller_status == 0, info
         assert uas_status == 0, info
@@ -337,30 +276,11 @@ def test_a_second_signal_cuts_the_drain_short_without_a_traceback(tmp_path: Path
         process = switch.process
         assert process is not None
         with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port):
-            caller_host = random_loopback_host()
-            command = sipp_command(
-                switch, tmp_path, "call_uac_long.xml", caller_host, free_port(caller_host),
-                "-s", "1999", "-key", "caller", CALLER, "-au", CALLER, "-ap", CALLER_PASSWORD,
-            )
-            long_call = subprocess.Popen(
-                command, cwd=tmp_path, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            try:
-                time.sleep(1.5)  # answered by now; the caller would hang up after 3 s
-                process.send_signal(signal.SIGTERM)
-                deadline = time.monotonic() + 5
-                while "draining 1 calls" not in switch.log_text():
-                    assert time.monotonic() < deadline, switch.log_text()
-                    time.sleep(0.05)
+            with drain_mid_call(switch, tmp_path):
                 started = time.monotonic()
                 process.send_signal(signal.SIGINT)
                 status = process.wait(10)
                 elapsed = time.monotonic() - started
-            finally:
-                if long_call.poll() is None:
-                    long_call.terminate()
-                    long_call.wait(10)
     log = switch.log_text()
     assert status == 0, log
     assert elapsed < 1.0, log  # before the call's BYE: the drain was cut short
@@ -380,12 +300,7 @@ def answered_call(
     callee_host = random_loopback_host()
     callee_port = free_port(callee_host)
     with call_switch(tmp_path, f"sip:1999@{callee_host}:{callee_port}") as switch:
-        with sipp_uas(switch, tmp_path, uas_scenario, callee_host, callee_port) as uas:
-            caller = run_caller(switch, tmp_path, uac_scenario, "1999")
-            uas_status = wait_uas(uas)
-        info = diagnostics(tmp_path, switch, caller)
-        assert caller.returncode == 0, info
-        assert uas_status == 0, info
+        call_to_uas(switch, tmp_path, uas_scenario, (callee_host, callee_port), uac_scenario)
         assert_one_success(tmp_path, uac_scenario)
         assert_one_success(tmp_path, uas_scenario)
         line = wait_call_line(switch)
@@ -447,8 +362,8 @@ def run_uncredentialed_caller(
     command = sipp_command(
         switch, tmp_path, scenario, host, free_port(host),
         "-s", "1999", "-key", "caller", TRUNK_CALLER,
-    )
-    return subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=SIPP_LIMIT + 15)
+    )  # fmt: skip
+    return sipp.run(command, tmp_path, SIPP_LIMIT + 15)
 
 
 def test_trunk_caller_is_not_challenged(tmp_path: Path) -> None:
@@ -461,7 +376,7 @@ def test_trunk_caller_is_not_challenged(tmp_path: Path) -> None:
         with sipp_uas(switch, tmp_path, "call_uas.xml", callee_host, callee_port) as uas:
             caller = run_uncredentialed_caller(switch, tmp_path, "call_uac_trunk.xml", TRUNK_SOURCE)
             uas_status = wait_uas(uas)
-        info = diagnostics(tmp_path, switch, caller)
+        info = sipp.diagnostics(tmp_path, switch, caller)
         assert caller.returncode == 0, info
         assert uas_status == 0, info
         assert_one_success(tmp_path, "call_uac_trunk.xml")
@@ -483,9 +398,9 @@ def test_same_invite_from_a_non_trunk_address_is_challenged(tmp_path: Path) -> N
         caller = run_uncredentialed_caller(
             switch, tmp_path, "call_uac_challenged.xml", random_loopback_host()
         )
-        assert caller.returncode == 0, diagnostics(tmp_path, switch, caller)
+        assert caller.returncode == 0, sipp.diagnostics(tmp_path, switch, caller)
         assert_one_success(tmp_path, "call_uac_challenged.xml")
-    assert call_lines(switch) == [], switch.log_text()
+    assert sipp.call_records(switch) == [], switch.log_text()
     counters = switch.counters("call")
     assert counters.get("invite_challenged") == 1, counters
     assert "invite_from_trunk" not in counters, counters

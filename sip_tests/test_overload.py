@@ -20,16 +20,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from .conftest import SCENARIOS, RunningElement, free_port, random_loopback_host, running
-from .test_calls import (
-    DOMAIN,
-    SIPP_LIMIT,
-    _sipp,
-    assert_one_success,
-    call_lines,
-    diagnostics,
-    write_config,
-)
+from . import sipp
+from .conftest import RunningElement, free_port, random_loopback_host, running
+from .test_calls import DOMAIN, SIPP_LIMIT, assert_one_success, write_config
 
 TRUNK_SOURCE = "127.0.0.2"
 """The demo configuration's trusted `loadgen` trunk: its INVITEs are not challenged."""
@@ -47,7 +40,7 @@ def overload_switch(tmp_path: Path, static_contact: str) -> Iterator[tuple[Runni
         "--metrics", f"{DOMAIN}:{metrics_port}",
         "--overload-max-invites", str(BOUND),
         "--overload-retry-after", str(RETRY_AFTER),
-    )
+    )  # fmt: skip
     with running(DOMAIN, tmp_path / "softswitch.log", options) as switch:
         yield switch, f"http://{DOMAIN}:{metrics_port}/metrics"
 
@@ -67,50 +60,31 @@ def wait_metric(url: str, name: str, value: float, switch: RunningElement) -> No
         time.sleep(0.05)
 
 
-def sipp(
-    switch: RunningElement, tmp_path: Path, scenario: str, host: str, port: int, *extra: str
+def sipp_command(
+    switch: RunningElement,
+    tmp_path: Path,
+    scenario: str,
+    host: str,
+    port: int,
+    *extra: str,
+    calls: int = 1,
 ) -> list[str]:
-    return [
-        "timeout", str(SIPP_LIMIT), _sipp(), switch.sip_argument,
-        "-sf", str(SCENARIOS / scenario), "-i", host, "-p", str(port), "-nostdin",
-        "-trace_stat", "-stf", str(tmp_path / f"{scenario}.csv"),
-        "-trace_err", "-error_file", str(tmp_path / f"{scenario}.errors.log"),
-        "-timeout", "20s", *extra,
-    ]
-
-
-@contextlib.contextmanager
-def background(command: list[str], tmp_path: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`command` in the background, stopped by its PID if still running at the end."""
-    output = (tmp_path / f"{name}.out").open("wb")
-    process = subprocess.Popen(
-        command, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+    return sipp.command(
+        switch, tmp_path, scenario, host, port, *extra, limit=SIPP_LIMIT, calls=calls
     )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        output.close()
 
 
 def finished(process: subprocess.Popen[bytes]) -> int:
-    try:
-        return process.wait(SIPP_LIMIT)
-    except subprocess.TimeoutExpired:
-        return -1
+    return sipp.exit_status(process, SIPP_LIMIT)
 
 
-def trunk_call(switch: RunningElement, tmp_path: Path, scenario: str, *extra: str) -> list[str]:
-    return sipp(
+def trunk_call(
+    switch: RunningElement, tmp_path: Path, scenario: str, *extra: str, calls: int = 1
+) -> list[str]:
+    return sipp_command(
         switch, tmp_path, scenario, TRUNK_SOURCE, free_port(TRUNK_SOURCE),
-        "-s", "1999", "-key", "caller", "0312345678", *extra,
-    )
+        "-s", "1999", "-key", "caller", "0312345678", *extra, calls=calls,
+    )  # fmt: skip
 
 
 def test_the_invite_over_the_bound_gets_503_and_the_calls_in_progress_complete(
@@ -119,31 +93,29 @@ def test_the_invite_over_the_bound_gets_503_and_the_calls_in_progress_complete(
     callee_host = random_loopback_host()
     callee_port = free_port(callee_host)
     with overload_switch(tmp_path, f"sip:1999@{callee_host}:{callee_port}") as (switch, url):
-        late_uas = sipp(
+        late_uas = sipp_command(
             switch, tmp_path, "overload_uas_late_answer.xml", callee_host, callee_port,
-            "-m", str(BOUND),
-        )
-        with background(late_uas, tmp_path, "late_uas") as uas:
-            time.sleep(0.5)  # SIPp binds its socket before the first INVITE reaches it
+            calls=BOUND,
+        )  # fmt: skip
+        with sipp.background(late_uas, tmp_path, "late_uas", settle=0.5) as uas:
             three_calls = trunk_call(
-                switch, tmp_path, "call_uac_trunk.xml",
-                "-m", str(BOUND), "-l", str(BOUND), "-r", "10",
+                switch, tmp_path, "call_uac_trunk.xml", "-l", str(BOUND), "-r", "10", calls=BOUND
             )
-            with background(three_calls, tmp_path, "three_calls") as callers:
+            with sipp.background(three_calls, tmp_path, "three_calls") as callers:
                 # All three ring (no final answer yet): the bound is reached.
                 wait_metric(url, "softswitch_overload_invites_in_progress", BOUND, switch)
                 refused_host = random_loopback_host()
-                refused = subprocess.run(
-                    sipp(
+                refused = sipp.run(
+                    sipp_command(
                         switch, tmp_path, "overload_uac_refused.xml",
-                        refused_host, free_port(refused_host), "-m", "1", "-s", "1999",
+                        refused_host, free_port(refused_host), "-s", "1999",
                         "-key", "caller", "1004",
                     ),
-                    cwd=tmp_path, capture_output=True, timeout=SIPP_LIMIT + 15,
-                )
+                    tmp_path, SIPP_LIMIT + 15,
+                )  # fmt: skip
                 callers_status = finished(callers)
             uas_status = finished(uas)
-        info = diagnostics(tmp_path, switch, refused)
+        info = sipp.diagnostics(tmp_path, switch, refused)
         assert refused.returncode == 0, info
         assert_one_success(tmp_path, "overload_uac_refused.xml")
         # The calls accepted before the refusal were answered, ACKed and hung up.
@@ -154,24 +126,20 @@ def test_the_invite_over_the_bound_gets_503_and_the_calls_in_progress_complete(
         wait_metric(url, "softswitch_overload_invites_in_progress", 0, switch)
 
         # Recovered: the next INVITE is accepted and the call completes.
-        with background(
-            sipp(switch, tmp_path, "call_uas.xml", callee_host, callee_port, "-m", "1"),
-            tmp_path, "uas",
-        ) as uas:
-            time.sleep(0.5)
-            caller = subprocess.run(
-                trunk_call(switch, tmp_path, "call_uac_trunk.xml", "-m", "1"),
-                cwd=tmp_path, capture_output=True, timeout=SIPP_LIMIT + 15,
+        uas_command = sipp_command(switch, tmp_path, "call_uas.xml", callee_host, callee_port)
+        with sipp.background(uas_command, tmp_path, "uas", settle=0.5) as uas:
+            caller = sipp.run(
+                trunk_call(switch, tmp_path, "call_uac_trunk.xml"), tmp_path, SIPP_LIMIT + 15
             )
             uas_status = finished(uas)
-        info = diagnostics(tmp_path, switch, caller)
+        info = sipp.diagnostics(tmp_path, switch, caller)
         assert caller.returncode == 0, info
         assert uas_status == 0, info
         assert metric(url, "softswitch_calls_invites_refused_overload_total") == 1
         deadline = time.monotonic() + 5
-        while len(call_lines(switch)) < BOUND + 1 and time.monotonic() < deadline:
+        while len(sipp.call_records(switch)) < BOUND + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
-    lines = call_lines(switch)
+    lines = sipp.call_records(switch)
     assert [(line["result"], line["status"]) for line in lines] == [("answered", "200")] * 4
     counters = switch.counters("call")
     assert counters["invites_refused_overload"] == 1, counters

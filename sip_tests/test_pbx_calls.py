@@ -25,10 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
-import socket
-import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -39,8 +35,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from . import sipp
 from .baresip import Baresip
-from .conftest import REPO_ROOT, SCENARIOS, RunningElement, free_port, running
+from .conftest import REPO_ROOT, RunningElement, free_port, running
 from .test_baresip import distinct_hosts, free_rtp_range
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
@@ -55,13 +52,8 @@ PEERS = {
 SIPP_LIMIT = 20  # seconds, for `timeout` around SIPp
 OPERATOR = ("operator", "Demo-Operator-2026!")
 NO_HEADER = "X-Test: none"
-
-
-def _sipp() -> str:
-    sipp = shutil.which("sipp")
-    if sipp is None:
-        pytest.fail("sipp is not installed: run `make test`, which installs sip-tester")
-    return sipp
+PHONE_HOST = "127.0.0.1"
+"""Where the SIPp fixed phones call from (not a trunk's address)."""
 
 
 def write_config(path: Path, ports: dict[str, int]) -> None:
@@ -164,35 +156,27 @@ def _statuses(messages: list[str]) -> list[int]:
     return [int(message.split(" ")[1]) for message in messages if message.startswith("SIP/2.0 ")]
 
 
+def sipp_command(
+    switch: PbxSwitch, tmp_path: Path, scenario: str, name: str, host: str, port: int, *extra: str
+) -> list[str]:
+    """SIPp `scenario` once from `host`:`port`, its message trace in TMP_PATH/NAME.msg."""
+    return sipp.command(
+        switch.element, tmp_path, scenario, host, port, *extra,
+        limit=SIPP_LIMIT, name=name, traces=("msg",), scenario_timeout="15s",
+    )  # fmt: skip
+
+
 @contextlib.contextmanager
 def callee(switch: PbxSwitch, tmp_path: Path, trunk: str) -> Iterator[Path]:
     """A SIPp UAS on `trunk`'s address and port answering one call; yields its trace."""
     name = f"callee-{trunk}"
-    trace = tmp_path / f"{name}.msg"
-    command = [
-        "timeout", str(SIPP_LIMIT), _sipp(), switch.element.sip_argument,
-        "-sf", str(SCENARIOS / "call_uas.xml"), "-m", "1",
-        "-i", PEERS[trunk], "-p", str(switch.ports[trunk]), "-nostdin",
-        "-trace_msg", "-message_file", str(trace), "-timeout", "15s",
-    ]  # fmt: skip
-    output = (tmp_path / f"{name}.out").open("wb")
-    process = subprocess.Popen(
-        command, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+    command = sipp_command(
+        switch, tmp_path, "call_uas.xml", name, PEERS[trunk], switch.ports[trunk]
     )
-    try:
-        time.sleep(0.3)  # SIPp binds its socket before the first INVITE can reach it
-        yield trace
-        process.wait(SIPP_LIMIT)
-        assert process.returncode == 0, (tmp_path / f"{name}.out").read_text(errors="replace")
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        output.close()
+    with sipp.background(command, tmp_path, name, settle=0.3, grace=5) as process:
+        yield tmp_path / f"{name}.msg"
+        status = sipp.exit_status(process, SIPP_LIMIT)
+        assert status == 0, (tmp_path / f"{name}.out").read_text(errors="replace")
 
 
 _CALLS = iter(range(1, 10_000))
@@ -211,39 +195,53 @@ def call(
     """One SIPp UAC call from `source` (a trunk's address, or a phone's); returns SIPp's
     exit status and the messages it received."""
     name = f"caller-{next(_CALLS)}"
-    trace = tmp_path / f"{name}.msg"
-    command = [
-        "timeout", str(SIPP_LIMIT), _sipp(), switch.element.sip_argument,
-        "-sf", str(SCENARIOS / scenario), "-m", "1", "-s", dialled,
-        "-key", "caller", caller, "-key", "extra", header,
-        "-i", source, "-p", str(free_port(source)), "-nostdin",
-        "-trace_msg", "-message_file", str(trace), "-timeout", "15s",
-        *extra,
-    ]  # fmt: skip
-    completed = subprocess.run(
-        command, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, timeout=SIPP_LIMIT + 5
-    )
-    return completed.returncode, _messages(trace)
+    command = sipp_command(
+        switch, tmp_path, scenario, name, source, free_port(source),
+        "-s", dialled, "-key", "caller", caller, "-key", "extra", header, *extra,
+    )  # fmt: skip
+    completed = sipp.run(command, tmp_path, SIPP_LIMIT + 5)
+    return completed.returncode, _messages(tmp_path / f"{name}.msg")
 
 
 def record(switch: PbxSwitch, *needles: str) -> str:
     """The switch's `call ended` line holding every needle (waits for it a little)."""
-    deadline = time.monotonic() + 5.0
-    while True:
-        lines = [
+    lines = sipp.wait_for(
+        lambda: [
             line
-            for line in switch.element.log_text().splitlines()
-            if "call ended" in line and all(needle in line for needle in needles)
-        ]
-        if lines:
-            return lines[-1]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no call record with {needles}:\n" + switch.element.log_text())
-        time.sleep(0.05)
+            for line in sipp.call_ended_lines(switch.element)
+            if all(needle in line for needle in needles)
+        ],
+        lambda: f"no call record with {needles}:\n" + switch.element.log_text(),
+    )
+    return lines[-1]
 
 
 def trunk_uri(switch: PbxSwitch, trunk: str, user: str) -> str:
     return f"sip:{user}@{PEERS[trunk]}:{switch.ports[trunk]}"
+
+
+def routed_invite(
+    switch: PbxSwitch,
+    tmp_path: Path,
+    trunk: str,
+    source: str,
+    dialled: str,
+    caller: str,
+    *extra: str,
+    scenario: str = "pbx_uac_trunk.xml",
+) -> Invite:
+    """One call that must leave on `trunk`, whose SIPp UAS answers it; asserts both SIPp
+    runs passed and returns the INVITE the UAS received."""
+    with callee(switch, tmp_path, trunk) as trace:
+        status, _ = call(switch, tmp_path, scenario, source, dialled, caller, *extra)
+    assert status == 0
+    return _invite(_messages(trace))
+
+
+def as_phone(number: str, claimed: str | None = None) -> tuple[str, ...]:
+    """SIPp arguments of `pbx_uac_phone.xml` for fixed phone `number`: its credentials and
+    the identity it claims (its own by default)."""
+    return ("-key", "claimed", claimed or number, "-au", number, "-ap", f"pass{number}")
 
 
 # --- item 2: extension dialing in every direction ---------------------------------------------
@@ -314,12 +312,7 @@ def test_mobile_and_fixed_phones_call_each_other_by_extension(
 def test_mobile_to_mobile_and_the_2in1_b_extension(pbx_switch: PbxSwitch, tmp_path: Path) -> None:
     switch = pbx_switch
     # 2001 dials 2102, the B extension of line +819012340002: the same handset, marked B.
-    with callee(switch, tmp_path, "mobile") as trace:
-        status, _ = call(
-            switch, tmp_path, "pbx_uac_trunk.xml", PEERS["mobile"], "2102", "+819012340001"
-        )
-    assert status == 0
-    received = _invite(_messages(trace))
+    received = routed_invite(switch, tmp_path, "mobile", PEERS["mobile"], "2102", "+819012340001")
     assert received.uri == trunk_uri(switch, "mobile", "+819012340002")
     assert received.called == "<tel:+819012349002>"
     assert f"<sip:2001@{DOMAIN}>" in received.from_
@@ -332,12 +325,7 @@ def test_the_b_identity_calls_the_customer_pbx_as_the_b_extension(
     pbx_switch: PbxSwitch, tmp_path: Path
 ) -> None:
     switch = pbx_switch
-    with callee(switch, tmp_path, "hq-pbx") as trace:
-        status, _ = call(
-            switch, tmp_path, "pbx_uac_trunk.xml", PEERS["mobile"], "3005", "+819012349002"
-        )
-    assert status == 0
-    received = _invite(_messages(trace))
+    received = routed_invite(switch, tmp_path, "hq-pbx", PEERS["mobile"], "3005", "+819012349002")
     assert received.uri == trunk_uri(switch, "hq-pbx", "3005")
     assert f"<sip:2102@{DOMAIN}>" in received.from_
     assert received.asserted == f"<sip:2102@{DOMAIN}>"
@@ -346,10 +334,7 @@ def test_the_b_identity_calls_the_customer_pbx_as_the_b_extension(
 
 def test_a_customer_pbx_extension_calls_a_mobile(pbx_switch: PbxSwitch, tmp_path: Path) -> None:
     switch = pbx_switch
-    with callee(switch, tmp_path, "mobile") as trace:
-        status, _ = call(switch, tmp_path, "pbx_uac_trunk.xml", PEERS["hq-pbx"], "2002", "3001")
-    assert status == 0
-    received = _invite(_messages(trace))
+    received = routed_invite(switch, tmp_path, "mobile", PEERS["hq-pbx"], "2002", "3001")
     assert received.uri == trunk_uri(switch, "mobile", "+819012340002")
     assert received.asserted == f"<sip:3001@{DOMAIN}>"
     assert "kind=internal" in record(switch, "to=sip:2002@", "result=answered")
@@ -360,20 +345,10 @@ def test_a_customer_pbx_extension_calls_a_mobile(pbx_switch: PbxSwitch, tmp_path
 
 def test_a_phone_cannot_assert_another_identity(pbx_switch: PbxSwitch, tmp_path: Path) -> None:
     switch = pbx_switch
-    phone_host = "127.0.0.1"
-    with callee(switch, tmp_path, "mobile") as trace:
-        status, _ = call(
-            switch,
-            tmp_path,
-            "pbx_uac_phone.xml",
-            phone_host,
-            "2001",
-            "1004",
-            "-key", "claimed", "2002",
-            "-au", "1004", "-ap", "pass1004",
-        )  # fmt: skip
-    assert status == 0
-    received = _invite(_messages(trace))
+    received = routed_invite(
+        switch, tmp_path, "mobile", PHONE_HOST, "2001", "1004", *as_phone("1004", claimed="2002"),
+        scenario="pbx_uac_phone.xml",
+    )  # fmt: skip
     assert received.asserted == f"<sip:1004@{DOMAIN}>"
     assert "sip:2002@" not in received.text and f"sip:1004@{DOMAIN}" in received.from_
 
@@ -384,23 +359,17 @@ def test_a_phone_cannot_assert_another_identity(pbx_switch: PbxSwitch, tmp_path:
 def test_external_calls_follow_the_lines_options(pbx_switch: PbxSwitch, tmp_path: Path) -> None:
     switch = pbx_switch
     # 050 option: the PSTN gets the call showing the line's 050 number.
-    with callee(switch, tmp_path, "pstn") as trace:
-        status, _ = call(
-            switch, tmp_path, "pbx_uac_trunk.xml", PEERS["mobile"], "0312345678", "+819012340001"
-        )
-    assert status == 0
-    received = _invite(_messages(trace))
+    received = routed_invite(
+        switch, tmp_path, "pstn", PEERS["mobile"], "0312345678", "+819012340001"
+    )
     assert received.uri == trunk_uri(switch, "pstn", "0312345678")
     assert f"<sip:05012340001@{DOMAIN}>" in received.from_
     assert received.asserted == "<tel:+815012340001>"
     assert "kind=external" in record(switch, "to=tel:0312345678", "result=answered")
     # Gateway option: the tenant's gateway gets it showing the extension.
-    with callee(switch, tmp_path, "gateway") as trace:
-        status, _ = call(
-            switch, tmp_path, "pbx_uac_trunk.xml", PEERS["mobile"], "0612345678", "+819012340003"
-        )
-    assert status == 0
-    received = _invite(_messages(trace))
+    received = routed_invite(
+        switch, tmp_path, "gateway", PEERS["mobile"], "0612345678", "+819012340003"
+    )
     assert received.uri == trunk_uri(switch, "gateway", "0612345678")
     assert received.asserted == f"<sip:2003@{DOMAIN}>"
     # Neither option: refused, at once without an offer ...
@@ -416,40 +385,11 @@ def test_external_calls_follow_the_lines_options(pbx_switch: PbxSwitch, tmp_path
     assert "kind=external" in record(switch, "to=sip:0312349999@", "status=403")
 
 
-class RtpCounter:
-    """Counts the RTP packets (version 2, PCMU) arriving at a UDP socket of the test."""
-
-    def __init__(self, host: str) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.socket.bind((host, 0))
-        self.socket.settimeout(0.2)
-        self.port = int(self.socket.getsockname()[1])
-        self.packets = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.socket.recv(2048)
-            except TimeoutError:
-                continue
-            if len(data) > 12 and data[0] >> 6 == 2 and data[1] & 0x7F == 0:
-                self.packets += 1
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.socket.close()
-
-
 def test_a_refusal_plays_its_announcement_as_early_media_then_403(
     pbx_switch: PbxSwitch, tmp_path: Path
 ) -> None:
     switch = pbx_switch
-    rtp = RtpCounter(PEERS["mobile"])
-    try:
+    with sipp.receiving(sipp.RtpSink(PEERS["mobile"])) as rtp:
         status, messages = call(
             switch,
             tmp_path,
@@ -459,12 +399,11 @@ def test_a_refusal_plays_its_announcement_as_early_media_then_403(
             "+819012340002",
             "-key", "rtp_port", str(rtp.port),
         )  # fmt: skip
-    finally:
-        rtp.close()
     assert status == 0, messages
     assert [code for code in _statuses(messages) if code != 100] == [183, 403]
     # The announcement (5.4 s of 20 ms packets) was sent before the 403.
-    assert rtp.packets >= 200, rtp.packets
+    pcmu_packets = rtp.payload_types.count(0)
+    assert pcmu_packets >= 200, pcmu_packets
     line = record(switch, "to=sip:0312348888@", "status=403")
     assert "target=announcement:call_restricted_ja" in line and "kind=external" in line
 
@@ -473,23 +412,11 @@ def test_emergency_numbers(pbx_switch: PbxSwitch, tmp_path: Path) -> None:
     switch = pbx_switch
     # A fixed phone: refused (no callback number, no location).
     status, messages = call(
-        switch,
-        tmp_path,
-        "pbx_uac_phone.xml",
-        "127.0.0.1",
-        "110",
-        "1005",
-        "-key", "claimed", "1005",
-        "-au", "1005", "-ap", "pass1005",
-    )  # fmt: skip
+        switch, tmp_path, "pbx_uac_phone.xml", PHONE_HOST, "110", "1005", *as_phone("1005")
+    )
     assert status == 0 and _statuses(messages)[-1] == 403, messages
     # A mobile line without any external option: out on the PSTN with its own number.
-    with callee(switch, tmp_path, "pstn") as trace:
-        status, _ = call(
-            switch, tmp_path, "pbx_uac_trunk.xml", PEERS["mobile"], "119", "+819012340002"
-        )
-    assert status == 0
-    received = _invite(_messages(trace))
+    received = routed_invite(switch, tmp_path, "pstn", PEERS["mobile"], "119", "+819012340002")
     assert received.uri == trunk_uri(switch, "pstn", "119")
     assert received.asserted == "<tel:+819012340002>"
 
@@ -536,29 +463,14 @@ def test_international_roaming(pbx_switch: PbxSwitch, tmp_path: Path) -> None:
         _set_abroad(switch, "09012340001", True)
         _set_abroad(switch, "09012340002", True)
         status, messages = call(
-            switch,
-            tmp_path,
-            "pbx_uac_phone.xml",
-            "127.0.0.1",
-            "2001",
-            "1004",
-            "-key", "claimed", "1004",
-            "-au", "1004", "-ap", "pass1004",
-        )  # fmt: skip
+            switch, tmp_path, "pbx_uac_phone.xml", PHONE_HOST, "2001", "1004", *as_phone("1004")
+        )
         assert status == 0 and _statuses(messages)[-1] == 480, messages
-        with callee(switch, tmp_path, "mobile") as trace:
-            status, _ = call(
-                switch,
-                tmp_path,
-                "pbx_uac_phone.xml",
-                "127.0.0.1",
-                "2102",
-                "1004",
-                "-key", "claimed", "1004",
-                "-au", "1004", "-ap", "pass1004",
-            )  # fmt: skip
-        assert status == 0
-        assert _invite(_messages(trace)).called == "<tel:+819012349002>"
+        received = routed_invite(
+            switch, tmp_path, "mobile", PHONE_HOST, "2102", "1004", *as_phone("1004"),
+            scenario="pbx_uac_phone.xml",
+        )  # fmt: skip
+        assert received.called == "<tel:+819012349002>"
     finally:
         _set_abroad(switch, "09012340001", False)
         _set_abroad(switch, "09012340002", False)

@@ -18,11 +18,8 @@ Every process has a time limit and is stopped by its PID.
 
 from __future__ import annotations
 
-import csv
 import secrets
-import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +31,8 @@ from cloudpbx.repository import RegistrationRecord, load_registrations
 from softswitch.sip.auth import DigestChallenge, answer_challenge, compute_ha1
 from softswitch.sip.message import Response, parse_message
 
-from .conftest import REPO_ROOT, SCENARIOS, RunningElement, free_port, random_loopback_host, running
+from . import sipp
+from .conftest import REPO_ROOT, RunningElement, free_port, random_loopback_host, running
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 DOMAIN = "127.0.0.1"  # the demo tenant's SIP domain
@@ -177,34 +175,19 @@ def run_sipp(
     expires: int = 3600,
 ) -> None:
     """One SIPp call of `scenario` from `host`:`port`; asserts it succeeded."""
-    sipp = shutil.which("sipp")
-    if sipp is None:
-        pytest.fail("sipp is not installed: run `make test`, which installs sip-tester")
-    statistics = tmp_path / f"{scenario}.csv"
-    command = [
-        "timeout", str(SIPP_LIMIT), sipp, switch.sip_argument,
-        "-sf", str(SCENARIOS / scenario),
-        "-s", user, "-au", user, "-ap", password,
-        "-key", "expires", str(expires),
-        "-m", "1",
-        "-i", host,
-        "-p", str(port),
-        "-nostdin",
-        "-trace_stat", "-stf", str(statistics),
-        "-trace_err", "-error_file", str(tmp_path / f"{scenario}.errors.log"),
-        "-timeout", "20s",
-    ]
-    completed = subprocess.run(
-        command, cwd=tmp_path, capture_output=True, timeout=SIPP_LIMIT + 15
-    )
+    command = sipp.command(
+        switch, tmp_path, scenario, host, port,
+        "-s", user, "-au", user, "-ap", password, "-key", "expires", str(expires),
+        limit=SIPP_LIMIT,
+    )  # fmt: skip
+    completed = sipp.run(command, tmp_path, SIPP_LIMIT + 15)
     output = (completed.stdout + completed.stderr).decode(errors="replace")[-3000:]
     errors = tmp_path / f"{scenario}.errors.log"
     error_text = errors.read_text(errors="replace")[-3000:] if errors.exists() else ""
     assert completed.returncode == 0, (completed.returncode, output, error_text, switch.log_text())
-    rows = list(csv.reader(statistics.open(encoding="utf-8"), delimiter=";"))
-    header, last = rows[0], rows[-1]
-    assert int(last[header.index("SuccessfulCall(C)")]) == 1, error_text
-    assert int(last[header.index("FailedCall(C)")]) == 0, error_text
+    successful, failed = sipp.call_counts(tmp_path, scenario)
+    assert successful == 1, error_text
+    assert failed == 0, error_text
 
 
 # --- Tests ---------------------------------------------------------------------------------

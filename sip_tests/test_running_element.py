@@ -19,7 +19,6 @@ import csv
 import errno
 import random
 import re
-import shutil
 import socket
 import subprocess
 from collections.abc import Coroutine
@@ -33,8 +32,8 @@ from softswitch.sip.errors import RemoteProtocolError
 from softswitch.sip.message import Headers, Request, Response, parse_message
 from softswitch.sip.tests.corpus import CORPUS
 
+from . import sipp
 from .conftest import (
-    SCENARIOS,
     RunningElement,
     free_port,
     python_command,
@@ -406,30 +405,14 @@ def test_corpus_over_udp(running_element: RunningElement) -> None:
 
 
 def test_sipp_options(running_element: RunningElement, tmp_path: Path) -> None:
-    sipp = shutil.which("sipp")
-    if sipp is None:
-        pytest.fail("sipp is not installed: run `make test`, which installs sip-tester")
     host = f"127.0.0.{random.randint(2, 254)}"
-    local_port = free_port(host)
-    statistics = tmp_path / "options_stat.csv"
-    command = [
-        "timeout", "30", sipp, f"{running_element.host}:{running_element.port}",
-        "-sf", str(SCENARIOS / "options.xml"),
-        "-m", "5",
-        "-i", host,
-        "-p", str(local_port),
-        "-nostdin",
-        "-trace_stat", "-stf", str(statistics),
-        "-trace_err", "-error_file", str(tmp_path / "sipp_errors.log"),
-        "-timeout", "20s",
-    ]
-    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=45)
+    command = sipp.command(
+        running_element, tmp_path, "options.xml", host, free_port(host), limit=30, calls=5
+    )
+    completed = sipp.run(command, tmp_path, 45)
     output = completed.stdout.decode(errors="replace")[-3000:]
     assert completed.returncode == 0, (completed.returncode, output, running_element.log_text())
-    rows = list(csv.reader(statistics.open(encoding="utf-8"), delimiter=";"))
-    header, last = rows[0], rows[-1]
-    assert int(last[header.index("SuccessfulCall(C)")]) == 5
-    assert int(last[header.index("FailedCall(C)")]) == 0
+    assert sipp.call_counts(tmp_path, "options.xml") == (5, 0)
 
 
 def ipv6_loopback_available() -> bool:

@@ -31,17 +31,14 @@ Every process has a time limit and is stopped by its PID.
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime
 import json
-import re
-import shutil
-import socket
+import math
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
+import wave
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,9 +47,19 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from .conftest import REPO_ROOT, SCENARIOS, RunningElement, free_port, random_loopback_host, running
+from . import sipp
+from .conftest import REPO_ROOT, RunningElement, free_port, random_loopback_host, running
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+ANNOUNCEMENTS = REPO_ROOT / "configs" / "announcements"
+
+
+def wav_frames(path: Path) -> int:
+    """Sample frames of a WAV file (8 kHz: 160 per 20 ms RTP packet)."""
+    with wave.open(str(path)) as audio:
+        return audio.getnframes()
+
+
 TRUNK_SOURCE = "127.0.0.3"
 """The demo's `pstn` trunk trusts this source address (any port)."""
 SIPP_LIMIT = 30  # seconds, for `timeout` around SIPp
@@ -82,13 +89,6 @@ API: dict[str, str] = {}
 OPERATOR = ("operator", "Demo-Operator-2026!")
 STATISTICS_WAIT = 10.0
 """Seconds for the records to travel journal -> store (the ingester polls)."""
-
-
-def _sipp() -> str:
-    sipp = shutil.which("sipp")
-    if sipp is None:
-        pytest.fail("sipp is not installed: run `make test`, which installs sip-tester")
-    return sipp
 
 
 def destination(number: str, weight: int, trunk: str) -> dict[str, object]:
@@ -197,18 +197,11 @@ def sipp_command(
     calls: int,
     *extra: str,
 ) -> list[str]:
-    return [
-        "timeout", str(SIPP_LIMIT), _sipp(), switch.sip_argument,
-        "-sf", str(SCENARIOS / scenario),
-        "-m", str(calls), "-i", address[0], "-p", str(address[1]), "-nostdin",
-        "-trace_stat", "-stf", str(tmp_path / f"{name}.csv"),
-        "-trace_err", "-error_file", str(tmp_path / f"{name}.errors.log"),
-        "-timeout", "20s",
-        *extra,
-    ]  # fmt: skip
+    return sipp.command(
+        switch, tmp_path, scenario, *address, *extra, limit=SIPP_LIMIT, name=name, calls=calls
+    )
 
 
-@contextlib.contextmanager
 def gateway(
     switch: RunningElement,
     tmp_path: Path,
@@ -216,28 +209,10 @@ def gateway(
     name: str,
     address: tuple[str, int],
     calls: int,
-) -> Iterator[subprocess.Popen[bytes]]:
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """A SIPp UAS destination answering `calls` calls; stopped by its PID at the end."""
-    output = (tmp_path / f"{name}.out").open("wb")
-    process = subprocess.Popen(
-        sipp_command(switch, tmp_path, scenario, name, address, calls),
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=output,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        time.sleep(0.3)  # SIPp binds its socket before the first INVITE can reach it
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        output.close()
+    command = sipp_command(switch, tmp_path, scenario, name, address, calls)
+    return sipp.background(command, tmp_path, name, settle=0.3)
 
 
 def carrier_call(
@@ -255,50 +230,26 @@ def carrier_call(
         switch, tmp_path, scenario, "caller", address, calls,
         "-s", number, "-key", "caller", caller, *extra,
     )  # fmt: skip
-    return subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=SIPP_LIMIT + 15)
-
-
-def successful_calls(tmp_path: Path, name: str) -> tuple[int, int]:
-    """(SuccessfulCall, FailedCall) of one SIPp run, from its -trace_stat file."""
-    rows = list(csv.reader((tmp_path / f"{name}.csv").open(encoding="utf-8"), delimiter=";"))
-    header, last = rows[0], rows[-1]
-    return int(last[header.index("SuccessfulCall(C)")]), int(last[header.index("FailedCall(C)")])
+    return sipp.run(command, tmp_path, SIPP_LIMIT + 15)
 
 
 def wait_exit(process: subprocess.Popen[bytes]) -> int:
-    try:
-        return process.wait(SIPP_LIMIT)
-    except subprocess.TimeoutExpired:
-        return -1
+    return sipp.exit_status(process, SIPP_LIMIT)
 
 
 def call_lines(switch: RunningElement, number: str) -> list[dict[str, str]]:
     """The `call ended` log lines of calls to the toll-free `number`."""
-    lines = []
-    for line in switch.log_text().splitlines():
-        if "call ended " in line:
-            fields = dict(re.findall(r"(\w+)=(\S*)", line.split("call ended ", 1)[1]))
-            if fields.get("to") == number:
-                lines.append(fields)
-    return lines
+    return [fields for fields in sipp.call_records(switch) if fields.get("to") == number]
 
 
 def wait_call_lines(switch: RunningElement, number: str, count: int) -> list[dict[str, str]]:
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
+    def enough() -> list[dict[str, str]]:
         lines = call_lines(switch, number)
-        if len(lines) >= count:
-            return lines
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {count} call lines:\n" + switch.log_text()[-4000:])
+        return lines if len(lines) >= count else []
 
-
-def diagnostics(tmp_path: Path, switch: RunningElement, *results: object) -> str:
-    parts = [repr(result)[-2000:] for result in results]
-    for path in sorted(tmp_path.glob("*.errors.log")) + sorted(tmp_path.glob("*.out")):
-        parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}")
-    parts.append("--- switch\n" + switch.log_text()[-4000:])
-    return "\n".join(parts)
+    return sipp.wait_for(
+        enough, lambda: f"fewer than {count} call lines:\n" + switch.log_text()[-4000:]
+    )
 
 
 # --- Tests ---------------------------------------------------------------------------------
@@ -316,12 +267,12 @@ def test_400_calls_at_3_to_1_reach_the_destinations_300_and_100(
             switch, tmp_path, "call_uac_trunk.xml", RATIO, 400, "-r", "100", "-l", "60"
         )
         statuses = (wait_exit(tokyo), wait_exit(osaka))
-    info = diagnostics(tmp_path, switch, caller)
+    info = sipp.diagnostics(tmp_path, switch, caller)
     assert caller.returncode == 0, info
     assert statuses == (0, 0), info
-    assert successful_calls(tmp_path, "caller") == (400, 0), info
-    assert successful_calls(tmp_path, "tokyo") == (300, 0), info
-    assert successful_calls(tmp_path, "osaka") == (100, 0), info
+    assert sipp.call_counts(tmp_path, "caller") == (400, 0), info
+    assert sipp.call_counts(tmp_path, "tokyo") == (300, 0), info
+    assert sipp.call_counts(tmp_path, "osaka") == (100, 0), info
     lines = wait_call_lines(switch, RATIO, 400)
     assert {(line["result"], line["status"]) for line in lines} == {("answered", "200")}
     # SIPp numbers its calls 1, 2, 3, ... in its Call-IDs (`N-pid@host`) and sends
@@ -346,10 +297,10 @@ def test_one_call_over_the_channel_limit_gets_486(
             "-r", "100", "-l", "3",
         )  # fmt: skip
         status = wait_exit(uas)
-    info = diagnostics(tmp_path, switch, caller)
+    info = sipp.diagnostics(tmp_path, switch, caller)
     assert caller.returncode == 0, info
     assert status == 0, info
-    assert successful_calls(tmp_path, "limited") == (2, 0), info
+    assert sipp.call_counts(tmp_path, "limited") == (2, 0), info
     lines = wait_call_lines(switch, LIMITED, 3)
     outcomes = sorted((line["result"], line["status"]) for line in lines)
     assert outcomes == [("answered", "200"), ("answered", "200"), ("rejected", "486")], info
@@ -369,11 +320,11 @@ def test_failover_skips_a_destination_answering_503(
     ):
         caller = carrier_call(switch, tmp_path, "call_uac_trunk.xml", FAILOVER, 1)
         statuses = (wait_exit(broken), wait_exit(backup))
-    info = diagnostics(tmp_path, switch, caller)
+    info = sipp.diagnostics(tmp_path, switch, caller)
     assert caller.returncode == 0, info
     assert statuses == (0, 0), info
-    assert successful_calls(tmp_path, "broken") == (1, 0), info
-    assert successful_calls(tmp_path, "backup") == (1, 0), info
+    assert sipp.call_counts(tmp_path, "broken") == (1, 0), info
+    assert sipp.call_counts(tmp_path, "backup") == (1, 0), info
     (line,) = wait_call_lines(switch, FAILOVER, 1)
     assert (line["result"], line["status"]) == ("answered", "200"), line
     # The weight-3 destination first, then the backup: both tried, one after the other.
@@ -390,7 +341,7 @@ def test_cancel_while_the_destination_rings_gives_487(
     ) as ringer:
         caller = carrier_call(switch, tmp_path, "tollfree_uac_cancel.xml", RINGING, 1)
         status = wait_exit(ringer)
-    info = diagnostics(tmp_path, switch, caller)
+    info = sipp.diagnostics(tmp_path, switch, caller)
     assert caller.returncode == 0, info
     assert status == 0, info
     (line,) = wait_call_lines(switch, RINGING, 1)
@@ -398,65 +349,24 @@ def test_cancel_while_the_destination_rings_gives_487(
     MADE[(RINGING, "abandoned")] += 1
 
 
-class RtpSink:
-    """A UDP socket of the test on the trunk's address, where the caller's SDP points:
-    counts the RTP packets (RFC 3550 §5.1: version 2) and their payload types."""
-
-    def __init__(self) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.socket.bind((TRUNK_SOURCE, 0))
-        self.socket.settimeout(0.2)
-        self.port = int(self.socket.getsockname()[1])
-        self.payload_types: list[int] = []
-        self.first: float | None = None
-        self.last: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.socket.recv(2048)
-            except TimeoutError:
-                continue
-            if len(data) >= 12 and data[0] >> 6 == 2:
-                now = time.monotonic()
-                self.first = self.first if self.first is not None else now
-                self.last = now
-                self.payload_types.append(data[1] & 0x7F)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.socket.close()
-
-
-@contextlib.contextmanager
-def rtp_sink() -> Iterator[RtpSink]:
-    sink = RtpSink()
-    try:
-        yield sink
-    finally:
-        sink.close()
-
-
 def test_after_hours_the_switch_plays_the_announcement_and_hangs_up(
     tollfree_switch: tuple[RunningElement, dict[str, tuple[str, int]]], tmp_path: Path
 ) -> None:
     switch, _ = tollfree_switch
-    with rtp_sink() as rtp:
+    with sipp.receiving(sipp.RtpSink(TRUNK_SOURCE)) as rtp:
         started = time.monotonic()
         caller = carrier_call(
             switch, tmp_path, "tollfree_uac_announcement.xml", AFTER_HOURS, 1,
             "-key", "rtp_port", str(rtp.port),
         )  # fmt: skip
         elapsed = time.monotonic() - started
-    info = diagnostics(tmp_path, switch, caller)
+    info = sipp.diagnostics(tmp_path, switch, caller)
     assert caller.returncode == 0, info
-    assert successful_calls(tmp_path, "caller") == (1, 0), info
-    # after_hours_en.wav is 8.6 s: 430 packets of 20 ms, all PCMU (payload type 0).
-    assert 400 <= len(rtp.payload_types) <= 440, (len(rtp.payload_types), info)
+    assert sipp.call_counts(tmp_path, "caller") == (1, 0), info
+    # after_hours_en.wav is 8.6 s: its frames in 20 ms packets (the last one padded with
+    # silence), +-1 packet, all PCMU (payload type 0).
+    expected = math.ceil(wav_frames(ANNOUNCEMENTS / "after_hours_en.wav") / 160)
+    assert abs(len(rtp.payload_types) - expected) <= 1, (len(rtp.payload_types), expected, info)
     assert set(rtp.payload_types) == {0}
     assert 8.0 < elapsed < 15.0
     (line,) = wait_call_lines(switch, AFTER_HOURS, 1)
@@ -469,17 +379,19 @@ def test_an_out_of_area_caller_hangs_up_during_the_refusal_announcement(
     tollfree_switch: tuple[RunningElement, dict[str, tuple[str, int]]], tmp_path: Path
 ) -> None:
     switch, _ = tollfree_switch
-    with rtp_sink() as rtp:
+    with sipp.receiving(sipp.RtpSink(TRUNK_SOURCE)) as rtp:
         caller = carrier_call(
             switch, tmp_path, "tollfree_uac_announcement_hangup.xml", OUT_OF_AREA, 1,
             "-key", "rtp_port", str(rtp.port),
         )  # fmt: skip
         time.sleep(0.5)  # any packet still coming would arrive by now
-    info = diagnostics(tmp_path, switch, caller)
+    info = sipp.diagnostics(tmp_path, switch, caller)
     assert caller.returncode == 0, info
-    assert successful_calls(tmp_path, "caller") == (1, 0), info
-    # About one second of the 7 s announcement, then nothing: the BYE stopped it.
+    assert sipp.call_counts(tmp_path, "caller") == (1, 0), info
+    # About one second of the 7 s announcement, then nothing: the BYE stopped it. The
+    # caller offered PCMA only: every packet is PCMA (payload type 8).
     assert 30 <= len(rtp.payload_types) <= 80, (len(rtp.payload_types), info)
+    assert set(rtp.payload_types) == {8}
     (line,) = wait_call_lines(switch, OUT_OF_AREA, 1)
     assert (line["result"], line["status"]) == ("answered", "200"), line
     assert line["target"] == "announcement:out_of_area_ja", line
@@ -496,21 +408,21 @@ def test_an_osaka_caller_to_a_tokyo_only_number_is_refused_unless_the_trunk_says
     refused = carrier_call(
         switch, tmp_path, "tollfree_uac_refused.xml", TOKYO_ONLY, 1, caller="0612345678"
     )
-    assert refused.returncode == 0, diagnostics(tmp_path, switch, refused)
+    assert refused.returncode == 0, sipp.diagnostics(tmp_path, switch, refused)
     asserted_osaka = carrier_call(
         switch, tmp_path, "tollfree_uac_area_refused.xml", TOKYO_ONLY, 1,
         "-key", "area", "06", caller=CALLER_NUMBER,
     )  # fmt: skip
-    assert asserted_osaka.returncode == 0, diagnostics(tmp_path, switch, asserted_osaka)
+    assert asserted_osaka.returncode == 0, sipp.diagnostics(tmp_path, switch, asserted_osaka)
     with gateway(switch, tmp_path, "call_uas.xml", "area", gateways["area"], 2) as area:
         mobile = carrier_call(
             switch, tmp_path, "tollfree_uac_area.xml", TOKYO_ONLY, 2,
             "-key", "area", "03", "-r", "10", caller="09012345678",
         )  # fmt: skip
         status = wait_exit(area)
-    info = diagnostics(tmp_path, switch, mobile)
+    info = sipp.diagnostics(tmp_path, switch, mobile)
     assert mobile.returncode == 0 and status == 0, info
-    assert successful_calls(tmp_path, "area") == (2, 0), info
+    assert sipp.call_counts(tmp_path, "area") == (2, 0), info
     lines = wait_call_lines(switch, TOKYO_ONLY, 4)
     assert sorted((line["result"], line["status"]) for line in lines) == [
         ("answered", "200"),
@@ -624,7 +536,7 @@ def test_completed_calls_survive_a_kill_9_of_the_switch(
             switch, tmp_path, "call_uac_trunk.xml", RATIO, calls, "-r", "50", "-l", "12"
         )
         statuses = (wait_exit(tokyo), wait_exit(osaka))
-    info = diagnostics(tmp_path, switch, caller)
+    info = sipp.diagnostics(tmp_path, switch, caller)
     assert caller.returncode == 0 and statuses == (0, 0), info
     wait_call_lines(switch, RATIO, logged + calls)  # every call of this test has ended
     process = switch.process

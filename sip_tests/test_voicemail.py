@@ -30,24 +30,20 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import shutil
-import socket
 import struct
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
 from softswitch.media.g711 import Codec
 from softswitch.media.wav import read_wav
 
-from .conftest import REPO_ROOT, SCENARIOS, RunningElement, free_port, random_loopback_host, running
+from . import sipp
+from .conftest import REPO_ROOT, RunningElement, free_port, random_loopback_host, running
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 TRUNK_SOURCE = "127.0.0.2"
@@ -58,13 +54,6 @@ SIPP_LIMIT = 45
 TONE_PACKETS = 150
 """3 s of audio in 20 ms packets."""
 ADMIN = ("admin@demo", "Demo-Admin-2026!")
-
-
-def _sipp() -> str:
-    sipp = shutil.which("sipp")
-    if sipp is None:
-        pytest.fail("sipp is not installed: run `make test`, which installs sip-tester")
-    return sipp
 
 
 def write_config(path: Path) -> None:
@@ -83,30 +72,16 @@ def write_config(path: Path) -> None:
     path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
 
 
-def sipp(
+def start_sipp(
     switch: RunningElement, tmp_path: Path, scenario: str, host: str, *extra: str
-) -> subprocess.Popen[bytes]:
-    command = [
-        "timeout", str(SIPP_LIMIT), _sipp(), switch.sip_argument,
-        "-sf", str(SCENARIOS / scenario), "-m", "1",
-        "-i", host, "-p", str(free_port(host)), "-nostdin",
-        "-trace_err", "-error_file", str(tmp_path / f"{scenario}.errors.log"),
-        "-timeout", "40s", *extra,
-    ]  # fmt: skip
-    output = (tmp_path / f"{scenario}.out").open("wb")
-    return subprocess.Popen(
-        command, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """SIPp `scenario` once from a free port of `host`, in the background; stopped by its
+    PID at the end if it still runs."""
+    command = sipp.command(
+        switch, tmp_path, scenario, host, free_port(host), *extra,
+        limit=SIPP_LIMIT, traces=("err",), scenario_timeout="40s",
+    )  # fmt: skip
+    return sipp.background(command, tmp_path, scenario)
 
 
 def tone_payload(index: int) -> bytes:
@@ -117,35 +92,30 @@ def tone_payload(index: int) -> bytes:
     return Codec.PCMU.encode(struct.pack("<160h", *samples))
 
 
-class Caller:
+class Caller(sipp.RtpSocket):
     """The caller's RTP socket: hears the greeting, then speaks the message."""
 
+    poll = 0.1
+
     def __init__(self) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.socket.bind((TRUNK_SOURCE, 0))
-        self.socket.settimeout(0.1)
-        self.port = int(self.socket.getsockname()[1])
+        super().__init__(TRUNK_SOURCE)
         self.greeting_packets = 0
         self.switch_rtp: tuple[str, int] | None = None
         self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._last = 0.0
 
-    def _run(self) -> None:
-        last = 0.0
-        while not self._stop.is_set():
-            try:
-                data, source = self.socket.recvfrom(2048)
-            except TimeoutError:
-                if self.greeting_packets >= 50 and time.monotonic() - last > 0.4:
-                    self._speak()
-                    return
-                continue
-            if len(data) >= 12 and data[0] >> 6 == 2:
-                self.greeting_packets += 1
-                self.switch_rtp = source
-                last = time.monotonic()
+    def received(self, data: bytes, source: tuple[str, int]) -> None:
+        if sipp.is_rtp(data):
+            self.greeting_packets += 1
+            self.switch_rtp = source
+            self._last = time.monotonic()
+
+    def idle(self) -> bool:
+        """The greeting is over once its packets stop: speak, then stop reading."""
+        if self.greeting_packets >= 50 and time.monotonic() - self._last > 0.4:
+            self._speak()
+            return True
+        return False
 
     def _speak(self) -> None:
         assert self.switch_rtp is not None
@@ -162,59 +132,31 @@ class Caller:
             if delay > 0:
                 time.sleep(delay)
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self.socket.close()
 
-
-@contextlib.contextmanager
-def caller_media() -> Iterator[Caller]:
-    caller = Caller()
-    try:
-        yield caller
-    finally:
-        caller.close()
-
-
-class Listener:
+class Listener(sipp.RtpSocket):
     """The owner's RTP socket: hears the message, then presses `3` (delete)."""
 
+    poll = 0.1
+
     def __init__(self, host: str) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.socket.bind((host, 0))
-        self.socket.settimeout(0.1)
-        self.port = int(self.socket.getsockname()[1])
+        super().__init__(host)
         self.loud_packets = 0
         self.pressed = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, source = self.socket.recvfrom(2048)
-            except TimeoutError:
-                continue
-            if len(data) < 12 or data[0] >> 6 != 2 or data[1] & 0x7F != 0:
-                continue
-            samples = Codec.PCMU.decode(data[12:])
-            if max(abs(value) for value in struct.unpack(f"<{len(samples) // 2}h", samples)) > 4000:
-                self.loud_packets += 1
-            if self.loud_packets >= 25 and not self.pressed:
-                self.pressed = True
-                for index, end in enumerate((False, False, True, True, True)):
-                    # RFC 4733 §2.5: one event, one timestamp; E set on the last three.
-                    payload = bytes([3, 0x80 if end else 0]) + struct.pack("!H", 160 * (index + 1))
-                    header = struct.pack("!BBHII", 0x80, 101, 7000 + index, 90_000, 0x5EED)
-                    self.socket.sendto(header + payload, source)
-                    time.sleep(0.02)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self.socket.close()
+    def received(self, data: bytes, source: tuple[str, int]) -> None:
+        if not sipp.is_rtp(data) or data[1] & 0x7F != 0:
+            return
+        samples = Codec.PCMU.decode(data[12:])
+        if max(abs(value) for value in struct.unpack(f"<{len(samples) // 2}h", samples)) > 4000:
+            self.loud_packets += 1
+        if self.loud_packets >= 25 and not self.pressed:
+            self.pressed = True
+            for index, end in enumerate((False, False, True, True, True)):
+                # RFC 4733 §2.5: one event, one timestamp; E set on the last three.
+                payload = bytes([3, 0x80 if end else 0]) + struct.pack("!H", 160 * (index + 1))
+                header = struct.pack("!BBHII", 0x80, 101, 7000 + index, 90_000, 0x5EED)
+                self.socket.sendto(header + payload, source)
+                time.sleep(0.02)
 
 
 def api_token(base: str) -> str:
@@ -231,12 +173,6 @@ def api_get(base: str, token: str, path: str) -> tuple[str, bytes]:
         return reply.headers["Content-Type"], reply.read()
 
 
-def diagnostics(tmp_path: Path, switch: RunningElement) -> str:
-    parts = [f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
-             for path in sorted(tmp_path.glob("*.out")) + sorted(tmp_path.glob("*.log"))]
-    return "\n".join(parts) + f"\n--- switch log\n{switch.log_path.read_text()[-4000:]}"
-
-
 def test_a_message_left_over_rtp_is_stored_notified_and_served(tmp_path: Path) -> None:
     config = tmp_path / "voicemail.yaml"
     write_config(config)
@@ -247,23 +183,21 @@ def test_a_message_left_over_rtp_is_stored_notified_and_served(tmp_path: Path) -
     )  # fmt: skip
     with running("127.0.0.1", tmp_path / "softswitch.log", options) as switch:
         phone_host = random_loopback_host()
-        subscriber = sipp(
+        with start_sipp(
             switch, tmp_path, "voicemail_subscribe.xml", phone_host,
             "-s", MAILBOX, "-au", MAILBOX, "-ap", PASSWORD,
-        )  # fmt: skip
-        try:
+        ) as subscriber:  # fmt: skip
             time.sleep(1.0)  # subscribed (the first NOTIFY) before the message is left
-            with caller_media() as media:
-                caller = sipp(
+            with (
+                sipp.receiving(Caller()) as media,
+                start_sipp(
                     switch, tmp_path, "voicemail_uac.xml", TRUNK_SOURCE,
                     "-s", MAILBOX, "-key", "caller", "0312345678",
                     "-key", "rtp_port", str(media.port),
-                )  # fmt: skip
-                try:
-                    caller_status = caller.wait(SIPP_LIMIT + 5)
-                finally:
-                    stop(caller)
-            info = diagnostics(tmp_path, switch)
+                ) as caller,
+            ):  # fmt: skip
+                caller_status = caller.wait(SIPP_LIMIT + 5)
+            info = sipp.diagnostics(tmp_path, switch)
             assert media.greeting_packets >= 50, info
             assert media.sent == TONE_PACKETS, info
             assert caller_status == 0, info
@@ -289,26 +223,20 @@ def test_a_message_left_over_rtp_is_stored_notified_and_served(tmp_path: Path) -
             # The subscriber saw "yes" (1/0), then "no" (0/1) once the download made the
             # message old (the API's notification reached the switch's MWI).
             subscriber_status = subscriber.wait(SIPP_LIMIT + 5)
-        finally:
-            stop(subscriber)
-        assert subscriber_status == 0, diagnostics(tmp_path, switch)
+        assert subscriber_status == 0, sipp.diagnostics(tmp_path, switch)
 
         # The owner dials the feature code, hears the message and deletes it (key 3).
         owner_host = random_loopback_host()
-        listener = Listener(owner_host)
-        try:
-            owner = sipp(
+        with (
+            sipp.receiving(Listener(owner_host)) as listener,
+            start_sipp(
                 switch, tmp_path, "voicemail_uac_mailbox.xml", owner_host,
                 "-s", "*98", "-key", "caller", MAILBOX, "-au", MAILBOX, "-ap", PASSWORD,
                 "-key", "rtp_port", str(listener.port),
-            )  # fmt: skip
-            try:
-                owner_status = owner.wait(SIPP_LIMIT + 5)
-            finally:
-                stop(owner)
-        finally:
-            listener.close()
-        info = diagnostics(tmp_path, switch)
+            ) as owner,
+        ):  # fmt: skip
+            owner_status = owner.wait(SIPP_LIMIT + 5)
+        info = sipp.diagnostics(tmp_path, switch)
         assert owner_status == 0, info
         assert listener.pressed and listener.loud_packets >= 25, info
         _, listing = api_get(base, token, path)
