@@ -22,12 +22,16 @@ message-waiting NOTIFY and the API.
   telephone-event): the switch plays the message to the test's RTP socket, the test
   presses `3` (RFC 4733 events, end packets repeated), the message is deleted and the
   switch hangs up; the API lists nothing and the file is gone.
+- The busy and no-answer diversions: 1997's phone (SIPp behind a static contact)
+  answers 486, 1998's rings past its 5 s no-answer timeout; each caller gets the
+  switch's own 200 (PCMA, as offered), the greeting's RTP, and hangs up.
 Every process has a time limit and is stopped by its PID. No timing assertions.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import struct
@@ -242,3 +246,72 @@ def test_a_message_left_over_rtp_is_stored_notified_and_served(tmp_path: Path) -
         _, listing = api_get(base, token, path)
         assert json.loads(listing) == [], info
         assert not files[0].exists()
+
+
+def voicemail_records(switch: RunningElement, number: str) -> list[dict[str, str]]:
+    """The `call ended` records of voicemail calls to `number`'s mailbox."""
+    target = f"voicemail:{number}"
+    return [fields for fields in sipp.call_records(switch) if fields.get("target") == target]
+
+
+BUSY_MAILBOX = "1997"
+RINGING_MAILBOX = "1998"
+
+
+def test_busy_and_unanswered_calls_are_diverted_to_voicemail(tmp_path: Path) -> None:
+    """The other two diversions through real sockets: 1997's phone (a SIPp UAS behind a
+    static contact) answers 486, 1998's rings past its 5 s no-answer timeout (the switch
+    CANCELs it). Each time the caller (SIPp on the trunk, offering PCMA only) gets 200
+    from the switch itself, hears the greeting over RTP (PCMA) and hangs up one second
+    in; the call is logged as a voicemail call, answered."""
+    phones = {number: random_loopback_host() for number in (BUSY_MAILBOX, RINGING_MAILBOX)}
+    ports = {number: free_port(host) for number, host in phones.items()}
+    document = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+    tenant = document["tenants"][0]
+    for number, timeout in ((BUSY_MAILBOX, 30), (RINGING_MAILBOX, 5)):
+        tenant["extensions"].append(
+            {
+                "number": number,
+                "site": tenant["sites"][0]["name"],
+                "static_contact_uri": f"sip:{number}@{phones[number]}:{ports[number]}",
+                "no_answer_timeout_seconds": timeout,
+                "voicemail": True,
+            }
+        )
+    config = tmp_path / "voicemail.yaml"
+    config.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    options = ("--config", str(config), "--data-dir", str(tmp_path / "data"))
+    phone_scenarios = {BUSY_MAILBOX: "call_uas_busy.xml", RINGING_MAILBOX: "call_uas_ringing.xml"}
+    with running("127.0.0.1", tmp_path / "softswitch.log", options) as switch:
+        for number, scenario in phone_scenarios.items():
+            phone_command = sipp.command(
+                switch, tmp_path, scenario, phones[number], ports[number],
+                limit=SIPP_LIMIT, name=f"phone-{number}", traces=("err",),
+            )  # fmt: skip
+            with (
+                sipp.background(phone_command, tmp_path, f"phone-{number}", settle=0.3) as phone,
+                sipp.receiving(sipp.RtpSink(TRUNK_SOURCE)) as rtp,
+            ):
+                caller = sipp.run(
+                    sipp.command(
+                        switch, tmp_path, "tollfree_uac_announcement_hangup.xml",
+                        TRUNK_SOURCE, free_port(TRUNK_SOURCE),
+                        "-s", number, "-key", "caller", "0312345678",
+                        "-key", "rtp_port", str(rtp.port),
+                        limit=SIPP_LIMIT, name=f"caller-{number}", traces=("err",),
+                    ),
+                    tmp_path,
+                    SIPP_LIMIT + 5,
+                )  # fmt: skip
+                phone_status = sipp.exit_status(phone, 10)
+                time.sleep(0.3)  # any packet still coming would arrive by now
+            info = sipp.diagnostics(tmp_path, switch, caller)
+            assert caller.returncode == 0, info  # 200 with a PCMA answer, then BYE/200
+            assert phone_status == 0, info  # 486 and its ACK / 180, CANCEL, 487, ACK
+            assert len(rtp.payload_types) >= 30, (len(rtp.payload_types), info)
+            assert set(rtp.payload_types) == {8}, info
+            record = sipp.wait_for(
+                functools.partial(voicemail_records, switch, number),
+                functools.partial(str, info),
+            )
+            assert (record[0]["result"], record[0]["status"]) == ("answered", "200"), record
