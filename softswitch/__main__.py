@@ -441,6 +441,10 @@ async def _start_api(
 
     sock = _bind_api_socket(address)
     app = create_app(create_session_factory(config_store.engine), notifier=notifier)
+    # FastAPI builds the OpenAPI document on the first GET /openapi.json (or /docs), in
+    # the event loop: ~300 ms of CPU that stalled SIP and made the overload gate refuse
+    # INVITEs (measured: a 301 ms loop lag). Built here, before SIP is served; cached.
+    app.openapi()
     config = uvicorn.Config(
         app,
         # The switch's loop is already running: uvicorn must not create or pick one.
