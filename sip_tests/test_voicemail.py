@@ -34,6 +34,7 @@ import contextlib
 import functools
 import json
 import math
+import socket
 import struct
 import subprocess
 import time
@@ -248,6 +249,30 @@ def test_a_message_left_over_rtp_is_stored_notified_and_served(tmp_path: Path) -
         assert not files[0].exists()
 
 
+def options_allow(switch: RunningElement) -> list[str]:
+    """The methods in the Allow of the switch's answer to an OPTIONS (RFC 3261 §11)."""
+    host = random_loopback_host()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        probe.settimeout(5.0)
+        port = probe.getsockname()[1]
+        probe.sendto(
+            (
+                f"OPTIONS sip:{switch.host}:{switch.port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK-allow-probe\r\n"
+                "Max-Forwards: 70\r\n"
+                f"From: <sip:probe@{host}>;tag=probe\r\n"
+                f"To: <sip:{switch.host}>\r\n"
+                "Call-ID: allow-probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            ).encode(),
+            switch.address,
+        )
+        answer = probe.recv(65535).decode()
+    assert answer.startswith("SIP/2.0 200 "), answer
+    (allow,) = [line for line in answer.split("\r\n") if line.lower().startswith("allow:")]
+    return [method.strip() for method in allow.split(":", 1)[1].split(",")]
+
+
 def voicemail_records(switch: RunningElement, number: str) -> list[dict[str, str]]:
     """The `call ended` records of voicemail calls to `number`'s mailbox."""
     target = f"voicemail:{number}"
@@ -283,6 +308,8 @@ def test_busy_and_unanswered_calls_are_diverted_to_voicemail(tmp_path: Path) -> 
     options = ("--config", str(config), "--data-dir", str(tmp_path / "data"))
     phone_scenarios = {BUSY_MAILBOX: "call_uas_busy.xml", RINGING_MAILBOX: "call_uas_ringing.xml"}
     with running("127.0.0.1", tmp_path / "softswitch.log", options) as switch:
+        # With voicemail the switch takes SUBSCRIBE (MWI): its OPTIONS answer says so.
+        assert "SUBSCRIBE" in options_allow(switch)
         for number, scenario in phone_scenarios.items():
             phone_command = sipp.command(
                 switch, tmp_path, scenario, phones[number], ports[number],

@@ -114,7 +114,7 @@ from softswitch.b2bua.overload import (
     OverloadConfig,
     OverloadGate,
 )
-from softswitch.element import Element
+from softswitch.element import ALLOWED_METHODS, DEFAULT_POLICY, Element, ElementPolicy
 from softswitch.loop_lag import LoopLagSampler, ReceiveQueueGauge
 from softswitch.runtime import CollectorPacer, tune_garbage_collector
 from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
@@ -768,7 +768,20 @@ async def _serve(
             # Module rules: connects in the background; SIP is served with the broker down.
             bridge = MqttBridge(notifier, mqtt)
             bridge.start()
-    element = Element(driver.endpoint, registrar=service, calls=calls)
+    # Issue 6 item 4: voicemail needs the store and an RTP address to bind.
+    voicemail = (
+        calls is not None
+        and config_store is not None
+        and not ipaddress.ip_address(driver.local_address[0]).is_unspecified
+    )
+    # With voicemail, every SUBSCRIBE is the MWI's (`softswitch.b2bua.mwi`: 200, 489 for
+    # another package, 404 ...), so OPTIONS advertises it (RFC 3261 §20.5, RFC 6665 §3.1).
+    policy = (
+        ElementPolicy(allowed_methods=(*ALLOWED_METHODS, "SUBSCRIBE"))
+        if voicemail
+        else DEFAULT_POLICY
+    )
+    element = Element(driver.endpoint, registrar=service, calls=calls, policy=policy)
     if calls is None:
         driver.set_event_handler(element.handle_event)
         call_timer: _CallTimer | None = None
@@ -781,9 +794,8 @@ async def _serve(
             loop, calls, driver.local_address[0], call_timer.after_media
         )
         # Issue 6 item 4: voicemail (greeting, message recording, MWI) over RTP.
-        if config_store is not None and not ipaddress.ip_address(
-            driver.local_address[0]
-        ).is_unspecified:
+        if voicemail:
+            assert config_store is not None  # `voicemail` says so
             from softswitch.b2bua.voicemail_media import start_voicemail
 
             call_timer.voicemail = start_voicemail(
