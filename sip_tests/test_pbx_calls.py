@@ -304,6 +304,19 @@ def test_mobile_and_fixed_phones_call_each_other_by_extension(
         assert received.asserted == f"<sip:1002@{DOMAIN}>"
         assert received.called == "<tel:+819012340001>"
         assert "kind=internal" in record(switch, "to=sip:2001@", "result=answered")
+
+        # Fixed -> external: a fixed IP phone has no line options; it goes out through
+        # the tenant's external gateway, showing its extension (pbx_routing rule 5).
+        with callee(switch, tmp_path, "gateway") as trace:
+            phone_1002.command("dial", f"sip:0312349998@{DOMAIN}:{switch.element.port}")
+            phone_1002.wait_event("CALL_ESTABLISHED", timeout=10)
+            phone_1002.command("hangup")
+            phone_1002.wait_event("CALL_CLOSED", timeout=10)
+        received = _invite(_messages(trace))
+        assert received.uri == trunk_uri(switch, "gateway", "0312349998")
+        assert f"sip:1002@{DOMAIN}" in received.from_
+        assert received.asserted == f"<sip:1002@{DOMAIN}>"
+        assert "kind=external" in record(switch, "to=tel:0312349998", "result=answered")
     finally:
         for phone in phones:
             phone.stop()
