@@ -37,10 +37,8 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import secrets
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -63,6 +61,7 @@ from cloudpbx.voicemail import (
     remove_file,
 )
 from softswitch.media import Announcement, NegotiatedMedia, RtpPortAllocator, load_announcement
+from softswitch.media.player import bind_rtp_endpoint
 from softswitch.media.playout import Playout, PlayoutState
 from softswitch.media.rtp import RtpError, RtpPacket
 from softswitch.media.wav import WavFormatError, read_wav, write_wav
@@ -226,21 +225,7 @@ class VoicemailSession(asyncio.DatagramProtocol):
         Raises:
             OSError: nothing could be bound.
         """
-        loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        for port in ports.candidates() if ports is not None else [0]:
-            try:
-                _, protocol = await loop.create_datagram_endpoint(
-                    cls, local_addr=(host, port), family=family
-                )
-            except OSError as error:
-                if ports is not None and error.errno in (errno.EADDRINUSE, errno.EACCES):
-                    continue
-                raise
-            if ports is not None:
-                ports.taken(port)
-            return protocol
-        raise OSError(errno.EADDRINUSE, f"no free RTP port on {host}")
+        return await bind_rtp_endpoint(cls, host, ports)
 
     @property
     def local_address(self) -> Address:

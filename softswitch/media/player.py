@@ -35,8 +35,9 @@ import enum
 import errno
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from softswitch.sip.flows import Address
 from softswitch.transport.udp import address_from_socket
@@ -53,7 +54,10 @@ __all__ = [
     "PlaybackResult",
     "RtpPortAllocator",
     "RtpPortsExhausted",
+    "bind_rtp_endpoint",
 ]
+
+ProtocolT = TypeVar("ProtocolT", bound=asyncio.DatagramProtocol)
 
 DEFAULT_TAIL = 0.2
 """Seconds between the last packet's audio and the end of playback (then BYE): covers the
@@ -62,6 +66,37 @@ caller's jitter buffer (typically 40-120 ms) so the last word is heard."""
 
 class RtpPortsExhausted(OSError):
     """Every even port of the range is in use."""
+
+
+async def bind_rtp_endpoint(
+    factory: Callable[[], ProtocolT], host: str, ports: RtpPortAllocator | None
+) -> ProtocolT:
+    """A datagram endpoint made by `factory`, bound on `host` at an even port of `ports`
+    (None: an ephemeral port, tests). A port in use (or refused) is skipped for the next
+    candidate; every media adapter binds its RTP sockets this way.
+
+    Raises:
+        RtpPortsExhausted: every port of the range is in use.
+        OSError: `host` cannot be bound (not a local address).
+    """
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for port in ports.candidates() if ports is not None else [0]:
+        try:
+            _, protocol = await loop.create_datagram_endpoint(
+                factory, local_addr=(host, port), family=family
+            )
+        except OSError as error:
+            if ports is not None and error.errno in (errno.EADDRINUSE, errno.EACCES):
+                continue
+            raise
+        if ports is not None:
+            ports.taken(port)
+        return protocol
+    assert ports is not None
+    raise RtpPortsExhausted(
+        errno.EADDRINUSE, f"no free RTP port in {ports.first}-{ports.last} on {host}"
+    )
 
 
 class RtpPortAllocator:
@@ -151,24 +186,7 @@ class AnnouncementPlayer(asyncio.DatagramProtocol):
             RtpPortsExhausted: every port of the range is in use.
             OSError: `host` cannot be bound (not a local address).
         """
-        loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        for port in ports.candidates() if ports is not None else [0]:
-            try:
-                _, protocol = await loop.create_datagram_endpoint(
-                    lambda: cls(tail=tail), local_addr=(host, port), family=family
-                )
-            except OSError as error:
-                if ports is not None and error.errno in (errno.EADDRINUSE, errno.EACCES):
-                    continue
-                raise
-            if ports is not None:
-                ports.taken(port)
-            return protocol
-        assert ports is not None
-        raise RtpPortsExhausted(
-            errno.EADDRINUSE, f"no free RTP port in {ports.first}-{ports.last} on {host}"
-        )
+        return await bind_rtp_endpoint(lambda: cls(tail=tail), host, ports)
 
     # -- the B2BUA's interface ---------------------------------------------------------
     @property
