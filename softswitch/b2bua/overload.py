@@ -4,9 +4,11 @@ Rules:
 - Sans-I/O (STYLE.md principles 1, 2): every input has an explicit `now`. The asyncio
   adapter (`softswitch.loop_lag`) reports every 50 ms `report_loop_lag(seconds, now)`
   (how late the event loop ran a timer) and `report_receive_queue(fill, now)` (how full
-  the SIP UDP socket's receive buffer is, 0..1); `check(invites_in_progress, now)` is
-  asked by the call service for each new INVITE, with the number of INVITEs it holds
-  that have no final answer yet (`CallService.invites_in_progress`).
+  the SIP UDP socket's receive buffer is, 0..1); `check(invites_in_progress, now,
+  draw)` is asked by the call service for each new INVITE, with the number of INVITEs
+  it holds that have no final answer yet (`CallService.invites_in_progress`) and the
+  INVITE's draw: a number in [0, 1) the service derives from the request by a keyed
+  hash of its Call-ID, uniform over requests and the same for each retransmission.
 - Only new INVITEs (no To tag) are ever gated. ACK, BYE, CANCEL, re-INVITE and every
   other in-dialog request never come here: refusing them would leave dialogs and
   transactions open longer, which makes the overload worse (RFC 6357's advice: reject
@@ -30,10 +32,12 @@ Rules:
      settles where the admitted INVITEs are what the switch can take: at the edge of
      capacity a few percent, under a 3x flood about two thirds; refusing everything
      for a second at each stall (an on/off gate) throws away calls the switch could
-     have served. Refusals are spread evenly, deterministically (a credit that gains
-     the fraction at each INVITE and refuses when it reaches 1), and the first INVITE
-     after congestion starts is refused. Congestion ends when the fraction is back to
-     0. Why two signals: uvloop
+     have served. An INVITE is refused when its draw is below the fraction: RFC
+     7339 §5.5.1's random draw, made a function of the request so that a
+     retransmission of a refused INVITE is refused again (the refusal is stateless,
+     `SipEndpoint.new_invite_gate`: no transaction remembers it) and one of an
+     admitted INVITE is not refused while the fraction holds. Congestion ends when
+     the fraction is back to 0. Why two signals: uvloop
      reads a batch of datagrams per loop iteration and runs the timers between
      batches, so a switch that cannot keep up (its CPU taken by other processes, or a
      flood) shows tens of milliseconds of lag while its socket buffer fills and the
@@ -178,8 +182,6 @@ class OverloadGate:
         self._previous_fill = 0.0
         self._cause = OverloadReason.LOOP_LAG
         self._last_report: float | None = None
-        self._credit = 0.0
-        """Gains `refusal_fraction` per INVITE checked; at 1, that INVITE is refused."""
 
     @property
     def congested(self) -> bool:
@@ -209,11 +211,15 @@ class OverloadGate:
         self._fill_level = sustained / self.config.max_receive_fill
         self._update(now)
 
-    def check(self, invites_in_progress: int, now: float) -> OverloadRefusal | None:
+    def check(
+        self, invites_in_progress: int, now: float, draw: float
+    ) -> OverloadRefusal | None:
         """Admit a new INVITE (None), or the refusal to answer it with (module rules).
 
         Args:
             invites_in_progress: INVITEs held without a final answer, this one excluded.
+            draw: the INVITE's number in [0, 1) (module rules: the same for every
+                retransmission); refused while congested when below the fraction.
         """
         self.last_invites_in_progress = invites_in_progress
         config = self.config
@@ -224,9 +230,7 @@ class OverloadGate:
             if self._last_report is not None and now - self._last_report >= config.stale_after:
                 self._recover()  # module rules: no reports any more, fail open
                 return None
-            self._credit += self.refusal_fraction
-            if self._credit >= 1.0:
-                self._credit -= 1.0
+            if draw < self.refusal_fraction:
                 self.counters[f"overload_refused.{self._cause.value}"] += 1
                 return OverloadRefusal(self._cause, config.retry_after)
         return None
@@ -241,7 +245,6 @@ class OverloadGate:
         if level >= 1.0:
             if self.refusal_fraction == 0.0:
                 self.counters["overload_congestion_episodes"] += 1
-                self._credit = 1.0  # the first INVITE after the onset is refused
             step = max(elapsed / config.rise_seconds, config.minimum_step)
             self.refusal_fraction = min(1.0, self.refusal_fraction + step)
             self._cause = (
@@ -261,5 +264,4 @@ class OverloadGate:
 
     def _recover(self) -> None:
         self.refusal_fraction = 0.0
-        self._credit = 0.0
         self.counters["overload_congestion_recoveries"] += 1

@@ -27,15 +27,21 @@ Rules:
   never takes the switch or other calls down (STYLE.md principle 7). A caller still
   without a final answer gets 500 Server Internal Error (§21.5.1), so the INVITE
   server transaction ends too (§17.2.1: it waits for the TU's final response).
+- The service is its endpoint's `new_invite_gate` (installed by the constructor):
+  draining and overload control below answer a new INVITE statelessly (RFC 3261
+  §8.2.7), before the endpoint creates a transaction for it, and before §8.2 checks
+  and authentication (a refusal must be cheap: no transaction, no 100 Trying, no
+  timer). Such an INVITE counts in `invites` and never reaches `handle_invite`.
 - Draining (`stop_accepting()`, for a graceful shutdown): a new INVITE is answered 503
   Service Unavailable with Retry-After (RFC 3261 §21.5.4: the caller may retry
-  elsewhere or later) before any authentication, and leaves no record; calls in
-  progress, and their in-dialog requests, are served as before.
-- Overload control (issue 6 item 7, `overload`): right after the draining check and
-  before authentication (a refusal must be cheap), `overload.check()` is given
-  `invites_in_progress` (calls whose caller has no final answer yet: CALLING or
-  RINGING); a refused INVITE gets 503 with the gate's Retry-After (RFC 3261 §21.5.4,
-  §20.33), is counted (`invites_refused_overload`) and leaves no record. In-dialog
+  elsewhere or later) and leaves no record; calls in progress, and their in-dialog
+  requests, are served as before.
+- Overload control (issue 6 item 7, `overload`): right after the draining check,
+  `overload.check()` is given `invites_in_progress` (calls whose caller has no final
+  answer yet: CALLING or RINGING) and the INVITE's draw (a keyed hash of its Call-ID
+  in [0, 1): a retransmission gets the decision the INVITE got); a refused INVITE gets
+  503 with the gate's Retry-After (RFC 3261 §21.5.4, §20.33), is counted
+  (`invites_refused_overload`) and leaves no record. In-dialog
   requests never reach the gate. The adapter feeds the gate's loop lag and may install
   a gate of its own configuration (`overload` is a plain attribute) before serving.
 - One `CallRecord` per call that started, and one per INVITE that routing refused
@@ -90,8 +96,10 @@ Rules:
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
+import os
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -260,6 +268,8 @@ class CallService:
         """The overload gate of new INVITEs (module rules: overload control)."""
         self._settled = 0
         """Calls in `_calls` whose caller got its final answer."""
+        self._draw_key = os.urandom(16)
+        endpoint.new_invite_gate = self.gate_new_invite
 
     # ================================================================ outputs
     @property
@@ -438,23 +448,43 @@ class CallService:
         self.tollfree.replace_snapshot(snapshot)
 
     # ================================================================ inputs
-    def handle_invite(self, event: RequestReceived, now: float) -> Response | None:
-        """A new INVITE that passed §8.2: the rejection to send, or None (a call took it)."""
-        request = event.request
-        self.counters["invites"] += 1
+    def gate_new_invite(self, request: Request, now: float) -> Response | None:
+        """The endpoint's `new_invite_gate`: the stateless 503 to a new INVITE while
+        draining or overloaded, else None (module rules: draining, overload control)."""
+        retry_after: int
         if not self._accepting:
             # Module rules: draining. RFC 3261 §21.5.4: 503 with Retry-After.
             self.counters["invites_refused_draining"] += 1
-            response = self._endpoint.create_response(request, 503)
-            response.headers.add("Retry-After", str(DRAINING_RETRY_AFTER))
-            return response
-        refusal = self.overload.check(self.invites_in_progress, now)
-        if refusal is not None:
-            # Module rules: overload control, before authentication. RFC 3261 §21.5.4.
+            retry_after = DRAINING_RETRY_AFTER
+        else:
+            # The draw only matters while congested: the hash is spared otherwise.
+            draw = self._draw(request) if self.overload.congested else 0.0
+            refusal = self.overload.check(self.invites_in_progress, now, draw)
+            if refusal is None:
+                return None
+            # Module rules: overload control. RFC 3261 §21.5.4.
             self.counters["invites_refused_overload"] += 1
-            response = self._endpoint.create_response(request, 503)
-            response.headers.add("Retry-After", str(refusal.retry_after))
-            return response
+            retry_after = refusal.retry_after
+        self.counters["invites"] += 1
+        response = self._endpoint.create_stateless_response(request, 503)
+        response.headers.add("Retry-After", str(retry_after))
+        return response
+
+    def _draw(self, request: Request) -> float:
+        """The INVITE's overload draw in [0, 1): a keyed hash of its Call-ID, the same
+        for each retransmission and not steerable by a caller choosing Call-IDs."""
+        digest = hashlib.blake2b(
+            request.call_id.encode("utf-8", "surrogateescape"),
+            key=self._draw_key,
+            digest_size=8,
+        ).digest()
+        return int.from_bytes(digest) / 18446744073709551616.0  # 2**64
+
+    def handle_invite(self, event: RequestReceived, now: float) -> Response | None:
+        """A new INVITE that passed the gate and §8.2: the rejection to send, or None
+        (a call took it)."""
+        request = event.request
+        self.counters["invites"] += 1
         if request.call_id in self._by_call_id:
             self.counters["invites_call_id_in_use"] += 1
             return self._endpoint.create_response(request, 482)

@@ -46,6 +46,18 @@ Rules:
   `SIP/2.0/<transport> host:port;branch=z9hG4bK...;rport` unless the TU put a Via with
   a branch, and `Max-Forwards: 70` if missing. A UDP request over
   `udp_size_threshold` bytes goes over TCP, with the top Via's transport changed.
+- Stateless refusal of new INVITEs (§8.2.7; issue 6 item 7, overload control): the TU
+  may install `new_invite_gate`, asked about every INVITE without a To tag that matches
+  no transaction, before any transaction exists. A response it returns (503 to an
+  overloaded or draining switch) is sent at once, with no server transaction, no 100
+  Trying, no retransmission and no timer: a refusal costs a parse and one datagram,
+  which is what lets an overloaded switch keep refusing cheaply. Its To tag is a keyed
+  hash of the request (Call-ID, From tag, top Via branch, CSeq number), so a
+  retransmission of the INVITE gets the same tag (§8.2.7: "the same tag for the same
+  request consistently"), and starts with `STATELESS_TAG_PREFIX` (never in our random
+  hex tags): the ACK of such a response is absorbed here and counted
+  (`stateless_acks_absorbed`; §8.2.7: a stateless UAS MUST ignore ACK), a CANCEL finds
+  no INVITE transaction and gets 481 (§9.2).
 - Every transaction is freed when it reaches Terminated (`TransactionTerminated` is
   emitted); `table_sizes()` shows what is held, for leak checks and gauges.
 """
@@ -53,6 +65,7 @@ Rules:
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 import re
 from collections import Counter, deque
@@ -93,6 +106,7 @@ from .transaction import (
 from .uri import format_host_port
 
 __all__ = [
+    "STATELESS_TAG_PREFIX",
     "EndpointConfig",
     "RandomTokens",
     "SipEndpoint",
@@ -104,6 +118,9 @@ DEFAULT_PORT = 5060  # RFC 3261 §18.1.1, §19.1.2
 _UDP_FLOW_CACHE_SIZE = 4096
 _DEFAULT_MAX_FORWARDS = "70"  # RFC 3261 §8.1.1.6
 _MAXIMUM_REASON_DETAIL = 120
+STATELESS_TAG_PREFIX = "sl."
+"""Starts the To tag of every stateless response (module rules); `.` is a token
+character (§25.1) our hex random tags never contain."""
 
 ClientTransactionType = ClientInviteTransaction | ClientNonInviteTransaction
 ServerTransactionType = ServerInviteTransaction | ServerNonInviteTransaction
@@ -403,6 +420,10 @@ class SipEndpoint:
         self._connections_to_close: list[int] = []
         self._outbound: list[tuple[bytes, Flow]] = []
         self._events: deque[SipEvent] = deque()
+        self._stateless_tag_key = os.urandom(16)
+        self.new_invite_gate: Callable[[Request, float], Response | None] | None = None
+        """Asked about each new INVITE before a transaction exists; a response it
+        returns is sent statelessly (module rules: stateless refusal)."""
 
     # ================================================================== pulled outputs
     def data_to_send(self) -> list[tuple[bytes, Flow]]:
@@ -703,6 +724,30 @@ class SipEndpoint:
         typed["cseq"] = request.cseq
         return Response(status_code, reason, headers)
 
+    def create_stateless_response(
+        self, request: Request, status_code: int, reason: str | None = None
+    ) -> Response:
+        """A final response to `request` for `new_invite_gate` to return: built as
+        `create_response` does, with the stateless To tag (module rules: §8.2.7, the
+        same tag for every retransmission of the request)."""
+        via = request.top_via
+        identity = "\n".join(
+            (
+                request.call_id,
+                request.from_address.tag or "",
+                via.branch or "",
+                str(request.cseq.number),
+            )
+        )
+        digest = hashlib.blake2b(
+            identity.encode("utf-8", "surrogateescape"),
+            key=self._stateless_tag_key,
+            digest_size=8,
+        ).hexdigest()
+        return self.create_response(
+            request, status_code, reason, STATELESS_TAG_PREFIX + digest
+        )
+
     def is_merged_request(self, request: Request) -> bool:
         """§8.2.2.2: a request without To tag whose From tag, Call-ID and CSeq match an
         ongoing server transaction that it does not match itself (it came by another
@@ -809,6 +854,14 @@ class SipEndpoint:
             self._receive_ack_of_success(request, flow, now)
             return
         response_flow = self._response_flow(request.top_via, flow)
+        gate = self.new_invite_gate
+        if gate is not None and method == "INVITE" and request.to_address.tag is None:
+            refusal = gate(request, now)
+            if refusal is not None:
+                # Module rules: stateless refusal (§8.2.7), no transaction at all.
+                self.counters["stateless_responses"] += 1
+                self._outbound.append((refusal.to_bytes(), response_flow))
+                return
         server: ServerTransactionType
         if method == "INVITE":
             server = ServerInviteTransaction(
@@ -851,13 +904,18 @@ class SipEndpoint:
 
     def _receive_ack_of_success(self, ack: Request, flow: Flow, now: float) -> None:
         """An ACK matching no transaction: the ACK of a 2xx (§13.2.2.4, §17.2.1) or a
-        stray one; the TU decides. Stops our 2xx retransmissions if it is theirs."""
+        stray one; the TU decides. Stops our 2xx retransmissions if it is theirs. The ACK
+        of a stateless response is absorbed (module rules: §8.2.7)."""
+        to_tag = ack.to_address.tag
+        if to_tag is not None and to_tag.startswith(STATELESS_TAG_PREFIX):
+            self.counters["stateless_acks_absorbed"] += 1
+            return
         cseq = ack.cseq
         index_key = (
             ack.call_id,
             cseq.number,
             ack.from_address.tag or "",
-            ack.to_address.tag or "",
+            to_tag or "",
         )
         server_key = self._success_ack_index.get(index_key)
         transaction = None if server_key is None else self._server.get(server_key)

@@ -25,19 +25,20 @@ WALL_CLOCK = 1_800_000_000.0
 
 def test_admits_below_the_bound_and_refuses_at_it() -> None:
     gate = OverloadGate(OverloadConfig(max_invites_in_progress=3, retry_after=7))
-    assert gate.check(0, 10.0) is None
-    assert gate.check(2, 10.0) is None
-    assert gate.check(3, 10.0) == OverloadRefusal(OverloadReason.INVITES_IN_PROGRESS, 7)
-    assert gate.check(4, 10.0) is not None
+    assert gate.check(0, 10.0, 0.0) is None
+    assert gate.check(2, 10.0, 0.0) is None
+    assert gate.check(3, 10.0, 0.9) == OverloadRefusal(OverloadReason.INVITES_IN_PROGRESS, 7)
+    assert gate.check(4, 10.0, 0.9) is not None
     # No hysteresis on the count: one answer below the bound admits again.
-    assert gate.check(2, 10.1) is None
+    assert gate.check(2, 10.1, 0.0) is None
     assert gate.counters["overload_refused.invites_in_progress"] == 2
     assert gate.last_invites_in_progress == 2
 
 
 def refused_of(gate: OverloadGate, invites: int, now: float) -> int:
-    """How many of `invites` new INVITEs checked at `now` the gate refuses."""
-    return sum(gate.check(0, now) is not None for _ in range(invites))
+    """How many of `invites` new INVITEs checked at `now` the gate refuses: their draws
+    spread evenly over [0, 1), as the keyed hashes of many Call-IDs are."""
+    return sum(gate.check(0, now, (index + 0.5) / invites) is not None for index in range(invites))
 
 
 def test_lag_at_the_bound_refuses_a_rising_share_until_calm_brings_it_to_zero() -> None:
@@ -48,13 +49,15 @@ def test_lag_at_the_bound_refuses_a_rising_share_until_calm_brings_it_to_zero() 
     )
     gate.report_loop_lag(0.19, 0.0)
     assert not gate.congested
-    assert gate.check(0, 0.0) is None
+    assert gate.check(0, 0.0, 0.0) is None
     gate.report_loop_lag(0.2, 0.05)  # 0.05 s of overload over 0.5 s: a tenth refused
     assert gate.congested
     assert gate.refusal_fraction == pytest.approx(0.1)
-    refusal = gate.check(0, 0.06)  # the first INVITE after the onset is refused
+    assert gate.check(0, 0.06, 0.1) is None  # a draw at or above the share: admitted
+    refusal = gate.check(0, 0.06, 0.09)  # below it: refused
     assert refusal == OverloadRefusal(OverloadReason.LOOP_LAG, 5)
-    assert refused_of(gate, 100, 0.06) == 10  # then exactly the share, spread evenly
+    assert gate.check(0, 0.07, 0.09) == refusal  # its retransmission: refused again
+    assert refused_of(gate, 100, 0.07) == 10  # exactly the share of spread draws
     gate.report_loop_lag(0.3, 0.25)  # 0.2 s more: +0.4
     assert gate.refusal_fraction == pytest.approx(0.5)
     assert refused_of(gate, 100, 0.25) == 50
@@ -67,9 +70,9 @@ def test_lag_at_the_bound_refuses_a_rising_share_until_calm_brings_it_to_zero() 
     assert gate.congested
     gate.report_loop_lag(0.01, 3.0)
     assert not gate.congested
-    assert gate.check(0, 3.0) is None
+    assert gate.check(0, 3.0, 0.0) is None
     assert gate.counters == {
-        "overload_refused.loop_lag": 1 + 10 + 50 + 10,
+        "overload_refused.loop_lag": 2 + 10 + 50 + 10,
         "overload_congestion_episodes": 1,
         "overload_congestion_recoveries": 1,
     }
@@ -128,8 +131,8 @@ def test_a_lagging_state_no_report_refreshes_is_dropped() -> None:
     """Fail open: the adapter stopped reporting (module rules)."""
     gate = OverloadGate(OverloadConfig(max_loop_lag=0.1, stale_after=5.0))
     gate.report_loop_lag(1.0, 100.0)
-    assert gate.check(0, 104.9) is not None
-    assert gate.check(0, 105.0) is None
+    assert gate.check(0, 104.9, 0.0) is not None
+    assert gate.check(0, 105.0, 0.0) is None
     assert not gate.congested
     assert gate.counters["overload_congestion_recoveries"] == 1
 
@@ -145,7 +148,7 @@ def test_a_filling_receive_queue_congests_until_both_signals_are_calm() -> None:
     assert not gate.congested  # one sample: maybe a burst
     gate.report_receive_queue(0.6, 0.07)
     assert gate.congested  # two in a row: sustained
-    refusal = gate.check(0, 0.08)
+    refusal = gate.check(0, 0.08, 0.0)
     assert refusal is not None
     assert refusal.reason is OverloadReason.RECEIVE_QUEUE
     # The queue empties, but the lag is between its thresholds: the share is kept.
@@ -175,19 +178,20 @@ def test_the_larger_share_names_the_cause() -> None:
     gate = OverloadGate(OverloadConfig(max_receive_fill=0.5, max_loop_lag=0.2))
     gate.report_receive_queue(0.6, 0.0)  # 1.2 of its bound
     gate.report_loop_lag(0.3, 0.0)  # 1.5 of its bound
-    refusal = gate.check(0, 0.0)
+    refusal = gate.check(0, 0.0, 0.0)
     assert refusal is not None
     assert refusal.reason is OverloadReason.LOOP_LAG
     gate.report_receive_queue(1.5, 0.05)  # clipped to 1.0: 2.0 of its bound
     assert gate.last_receive_fill == 1.0
-    reasons = {refusal.reason for _ in range(50) if (refusal := gate.check(0, 0.05))}
-    assert reasons == {OverloadReason.RECEIVE_QUEUE}
+    refusal = gate.check(0, 0.05, 0.0)
+    assert refusal is not None
+    assert refusal.reason is OverloadReason.RECEIVE_QUEUE
 
 
 def test_the_count_bound_is_checked_first() -> None:
     gate = OverloadGate(OverloadConfig(max_invites_in_progress=1, max_loop_lag=0.1))
     gate.report_loop_lag(0.5, 0.0)
-    refusal = gate.check(1, 0.0)
+    refusal = gate.check(1, 0.0, 0.9)
     assert refusal is not None
     assert refusal.reason is OverloadReason.INVITES_IN_PROGRESS
 
@@ -289,7 +293,10 @@ def test_the_bound_refuses_new_invites_and_serves_the_calls_in_progress(lab: Lab
 
 def test_loop_lag_refuses_new_invites_until_it_recovers(lab: Lab) -> None:
     calls = lab.switch.core.calls
-    calls.overload = OverloadGate(OverloadConfig(max_loop_lag=0.2, recovery_seconds=2.0))
+    # A step of 1: everything is refused from the first report on, whatever the draw.
+    calls.overload = OverloadGate(
+        OverloadConfig(max_loop_lag=0.2, recovery_seconds=2.0, minimum_step=1.0)
+    )
     now = 2000.0
     lab.call(1, now)
     calls.overload.report_loop_lag(0.35, now + 0.05)

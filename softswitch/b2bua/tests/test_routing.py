@@ -27,7 +27,7 @@ from softswitch.b2bua.service import CallService
 from softswitch.registrar.bindings import AddressOfRecord, Binding
 from softswitch.registrar.snapshot_adapter import SnapshotDirectory
 from softswitch.sip.auth import DigestChallenge, NonceManager, answer_challenge, compute_ha1
-from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
+from softswitch.sip.endpoint import STATELESS_TAG_PREFIX, EndpointConfig, SipEndpoint
 from softswitch.sip.events import RequestReceived, SipEvent, TransactionTimeout
 from softswitch.sip.flows import Flow, Transport
 from softswitch.sip.message import Request, Response, parse_message
@@ -400,13 +400,44 @@ def test_a_draining_service_answers_new_invites_503_with_retry_after() -> None:
         lambda: "tok",
     )
     service.stop_accepting()
-    endpoint.receive_datagram(bytes(invite("2001", caller="0312345678")), TRUNK.remote, 0.0)
-    event = endpoint.next_event()
-    assert isinstance(event, RequestReceived)
-    refusal = service.handle_invite(event, 0.0)
-    assert refusal is not None and refusal.status_code == 503
+    request = invite("2001", caller="0312345678")
+    endpoint.receive_datagram(bytes(request), TRUNK.remote, 0.0)
+    # Stateless (RFC 3261 §8.2.7): the 503 alone, no 100 Trying, no transaction, no
+    # event for the element.
+    assert endpoint.next_event() is None
+    [(refusal, flow)] = sent(endpoint)
+    assert isinstance(refusal, Response) and refusal.status_code == 503
+    assert flow.remote == (TRUNK.remote[0], 5062)  # §18.2.2: received, Via port
     assert refusal.headers.get("Retry-After") == "30"
+    tag = refusal.to_address.tag
+    assert tag is not None and tag.startswith(STATELESS_TAG_PREFIX)
+    assert endpoint.table_sizes()["server_transactions"] == 0
     assert service.next_record() is None and len(service) == 0
+    assert service.counters["invites"] == service.counters["invites_refused_draining"] == 1
+
+    # A retransmission gets the same To tag (§8.2.7); the ACK is absorbed (§8.2.7);
+    # a CANCEL finds no INVITE transaction: 481 (§9.2).
+    endpoint.receive_datagram(bytes(request), TRUNK.remote, 0.5)
+    [(again, _)] = sent(endpoint)
+    assert isinstance(again, Response) and again.to_address.tag == tag
+    branch = "z9hG4bK-c1"
+    ack = (
+        f"ACK sip:2001@{DOMAIN} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 192.0.2.1:5062;branch={branch}\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:0312345678@{DOMAIN}>;tag=a\r\n"
+        f"To: <sip:2001@{DOMAIN}>;tag={tag}\r\nCall-ID: c1\r\nCSeq: 1 ACK\r\n"
+        "Content-Length: 0\r\n\r\n"
+    )
+    endpoint.receive_datagram(ack.encode(), TRUNK.remote, 0.6)
+    assert endpoint.next_event() is None and sent(endpoint) == []
+    assert endpoint.counters["stateless_acks_absorbed"] == 1
+    cancel = ack.replace("ACK sip", "CANCEL sip").replace(";tag=" + tag, "").replace(
+        "1 ACK", "1 CANCEL"
+    )
+    endpoint.receive_datagram(cancel.encode(), TRUNK.remote, 0.7)
+    [(cancel_answer, _)] = sent(endpoint)
+    assert isinstance(cancel_answer, Response) and cancel_answer.status_code == 481
+    assert endpoint.counters["stateless_responses"] == 2
 
 
 class FailingEndpoint(SipEndpoint):
