@@ -117,7 +117,7 @@ from softswitch.b2bua.overload import (
 from softswitch.element import ALLOWED_METHODS, DEFAULT_POLICY, Element, ElementPolicy
 from softswitch.loop_lag import LoopLagSampler, ReceiveQueueGauge
 from softswitch.runtime import CollectorPacer, tune_garbage_collector
-from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
+from softswitch.sip.endpoint import TRYING_DELAY, EndpointConfig, SipEndpoint
 from softswitch.sip.errors import RemoteProtocolError
 from softswitch.sip.events import MessageDropped, SipEvent, TransactionTerminated
 from softswitch.sip.flows import Address
@@ -703,7 +703,9 @@ async def _serve(
             host,
             port,
             lambda address: SipEndpoint(
-                EndpointConfig(local_host=address[0], local_port=address[1])
+                EndpointConfig(
+                    local_host=address[0], local_port=address[1], trying_delay=TRYING_DELAY
+                )
             ),
         )
     except OSError as error:

@@ -43,7 +43,7 @@ from softswitch.benchmarks.harness import (
 )
 from softswitch.element import Element
 from softswitch.runtime import tune_garbage_collector
-from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
+from softswitch.sip.endpoint import TRYING_DELAY, EndpointConfig, SipEndpoint
 from softswitch.sip.flows import Address
 from softswitch.transport.driver import SipTransportDriver
 
@@ -118,7 +118,8 @@ async def run(
         driver = await SipTransportDriver.open(
             SWITCH[0], 0,
             lambda address: SipEndpoint(EndpointConfig(local_host=SWITCH[0],
-                                                       local_port=SWITCH[1])),
+                                                       local_port=SWITCH[1],
+                                                       trying_delay=TRYING_DELAY)),
         )
         real_udp: Any = driver._udp
         udp = CapturedUdp()

@@ -21,7 +21,7 @@ import yaml
 
 from cloudpbx.snapshot import ConfigSnapshot
 from softswitch.element import Element
-from softswitch.sip.endpoint import EndpointConfig, SipEndpoint
+from softswitch.sip.endpoint import TRYING_DELAY, EndpointConfig, SipEndpoint
 from softswitch.sip.flows import Address
 from softswitch.wiring import SwitchCore, build_switch_core
 
@@ -262,7 +262,11 @@ class SansIoSwitch:
         wall_clock: Callable[[], float],
         address: Address = SWITCH,
     ) -> None:
-        self.endpoint = SipEndpoint(EndpointConfig(local_host=address[0], local_port=address[1]))
+        self.endpoint = SipEndpoint(
+            EndpointConfig(
+                local_host=address[0], local_port=address[1], trying_delay=TRYING_DELAY
+            )
+        )
         self.core: SwitchCore = build_switch_core(snapshot, self.endpoint, address, wall_clock)
         self.element = Element(self.endpoint, registrar=None, calls=self.core.calls)
         self.sent: deque[tuple[bytes, Address]] = deque()

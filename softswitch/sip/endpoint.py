@@ -31,7 +31,11 @@ Rules:
   200 (with the INVITE's To tag) and `CancelReceived` while the INVITE is still in
   Proceeding; the TU then answers the INVITE, normally with 487.
 - An INVITE server transaction answers 100 Trying at once (§17.2.1 allows it whenever
-  the TU may take over 200 ms), so INVITE retransmissions always get a response.
+  the TU may take over 200 ms), so INVITE retransmissions always get a response; with
+  `EndpointConfig.trying_delay` above 0 (the running switch: `TRYING_DELAY`) the 100 is
+  deferred that long and sent only if the TU has not answered by then or the INVITE
+  is retransmitted first (§17.2.1's "unless it knows that the TU will generate a
+  provisional or final response within 200 ms"; `ServerInviteTransaction.defer_trying`).
 - 2xx to INVITE: the server transaction retransmits it for the TU until the ACK comes
   (§13.3.1.4; see transaction.py; `EndpointConfig.retransmit_success_responses`).
   The ACK of a 2xx has its own branch (§13.2.2.4), so it is matched by Call-ID, CSeq
@@ -107,6 +111,7 @@ from .uri import format_host_port
 
 __all__ = [
     "STATELESS_TAG_PREFIX",
+    "TRYING_DELAY",
     "EndpointConfig",
     "RandomTokens",
     "SipEndpoint",
@@ -118,6 +123,8 @@ DEFAULT_PORT = 5060  # RFC 3261 §18.1.1, §19.1.2
 _UDP_FLOW_CACHE_SIZE = 4096
 _DEFAULT_MAX_FORWARDS = "70"  # RFC 3261 §8.1.1.6
 _MAXIMUM_REASON_DETAIL = 120
+TRYING_DELAY = 0.2
+"""The running switch's `EndpointConfig.trying_delay`: §17.2.1's 200 ms."""
 STATELESS_TAG_PREFIX = "sl."
 """Starts the To tag of every stateless response (module rules); `.` is a token
 character (§25.1) our hex random tags never contain."""
@@ -139,6 +146,8 @@ class EndpointConfig:
         udp_size_threshold: RFC 3261 §18.1.1: a request larger than this goes over TCP.
         retransmit_success_responses: retransmit the TU's 2xx to INVITE until the ACK
             arrives (§13.3.1.4). Set False only if the TU does it itself.
+        trying_delay: seconds a new INVITE waits for the TU's first response before
+            its 100 Trying (module rules); 0: the 100 goes at once.
     """
 
     local_host: str
@@ -147,6 +156,7 @@ class EndpointConfig:
     limits: ParserLimits = ParserLimits()
     udp_size_threshold: int = 1300
     retransmit_success_responses: bool = True
+    trying_delay: float = 0.0
 
 
 class RandomTokens:
@@ -724,6 +734,9 @@ class SipEndpoint:
         typed["cseq"] = request.cseq
         return Response(status_code, reason, headers)
 
+    def _trying_response(self, request: Request) -> Response:
+        return self.create_response(request, 100)
+
     def create_stateless_response(
         self, request: Request, status_code: int, reason: str | None = None
     ) -> Response:
@@ -878,8 +891,13 @@ class SipEndpoint:
             self._answer_cancel(server, invite, flow, now)
             return
         if type(server) is ServerInviteTransaction:  # exact type test, as in _after
-            # §17.2.1: 100 Trying at once, so INVITE retransmissions get a response.
-            server.send_response(self.create_response(request, 100), now)
+            delay = self.config.trying_delay
+            if delay > 0.0:
+                # §17.2.1: the 100 only if the TU is slower than `delay` (module rules).
+                server.defer_trying(delay, self._trying_response, now)
+            else:
+                # §17.2.1: 100 Trying at once, so INVITE retransmissions get a response.
+                server.send_response(self.create_response(request, 100), now)
         self._after(server, now)
         self._emit(RequestReceived(request, flow, key))
 

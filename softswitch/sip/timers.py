@@ -31,7 +31,8 @@ __all__ = ["TimerName", "TimerValues", "DeadlineHeap"]
 
 
 class TimerName(IdentityEnum):
-    """The timers of RFC 3261 Table 4 (A to K) and RFC 6026 §8.11 (L and M)."""
+    """The timers of RFC 3261 Table 4 (A to K), RFC 6026 §8.11 (L and M), and the
+    deferred 100 Trying of §17.2.1 (`TRYING`)."""
 
     A = "A"
     """INVITE request retransmission interval, unreliable transports only (§17.1.1.2)."""
@@ -67,6 +68,11 @@ class TimerName(IdentityEnum):
     """Wait time for accepted INVITE request retransmissions: 64*T1 (RFC 6026 §8.11)."""
     M = "M"
     """Wait time for retransmissions of 2xx responses: 64*T1 (RFC 6026 §8.11)."""
+    TRYING = "Trying"
+    """Not in Table 4: how long an INVITE server transaction waits for the TU's first
+    response before it sends 100 Trying itself (RFC 3261 §17.2.1: it MUST, "unless it
+    knows that the TU will generate a provisional or final response within 200 ms").
+    Started only when the endpoint defers the 100 (`EndpointConfig.trying_delay`)."""
 
 
 # RFC 3261 §17.1.1.2: "Timer D ... MUST be set to a value of at least 32 seconds for
@@ -106,8 +112,8 @@ class TimerValues:
 
         Returns:
             Seconds; `None` when the timer does not run on this transport (A, E and G
-            on a reliable transport); `0.0` when it expires at once (D, I, J and K on a
-            reliable transport).
+            on a reliable transport) or has no Table 4 value (TRYING); `0.0` when it
+            expires at once (D, I, J and K on a reliable transport).
         """
         if timer in (TimerName.A, TimerName.E, TimerName.G):
             # §17.1.1.2, §17.1.2.2, §17.2.1: retransmissions only on unreliable transports.
@@ -116,6 +122,8 @@ class TimerValues:
             return self.transaction_timeout
         if timer is TimerName.C:
             return max(_TIMER_C_MINIMUM, self.transaction_timeout)
+        if timer is TimerName.TRYING:
+            return None  # not a Table 4 value: `EndpointConfig.trying_delay` sets it
         if timer is TimerName.D:
             return 0.0 if reliable else max(_TIMER_D_MINIMUM, self.transaction_timeout)
         if timer is TimerName.J:

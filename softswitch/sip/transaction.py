@@ -38,6 +38,12 @@ Theory of operation:
   an ACK reaches it. If Timer L fires with no ACK seen it reports `TransactionTimeout`:
   §13.3.1.4 says the session SHOULD then be ended with a BYE. A 2xx the TU sends again
   in ACCEPTED is passed to the transport (RFC 6026 §8.5) either way.
+- Deferred 100 Trying (§17.2.1: owed "unless it knows that the TU will generate a
+  provisional or final response within 200 ms"): `defer_trying()` starts the TRYING
+  timer on a new INVITE server transaction; the 100 is sent when it fires, or at once
+  when a retransmission of the INVITE finds no response to send again, unless the TU's
+  own response came first. A B2BUA relays the callee's 180 within milliseconds, so
+  most calls never need the 100 (one message and one datagram fewer per call).
 - Over UDP retransmissions back off as Table 4 says; over a reliable transport there
   are none (§17.1.1.2, §17.1.2.2, §17.2.1), except the 2xx retransmissions above.
 """
@@ -46,7 +52,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -847,7 +853,7 @@ class ServerInviteTransaction(ServerTransaction[ServerInviteState]):
             (RFC 3261 §13.3.1.4; see the module rules).
     """
 
-    __slots__ = ("retransmit_success", "success_acknowledged")
+    __slots__ = ("retransmit_success", "success_acknowledged", "_trying_response")
 
     def __init__(
         self,
@@ -871,6 +877,49 @@ class ServerInviteTransaction(ServerTransaction[ServerInviteState]):
         self.retransmit_success = retransmit_success
         self.success_acknowledged = False
         """True once an ACK for our 2xx arrived (only meaningful in ACCEPTED)."""
+        self._trying_response: Callable[[Request], Response] | None = None
+
+    def defer_trying(
+        self, delay: float, trying_response: Callable[[Request], Response], now: float
+    ) -> None:
+        """Send 100 Trying only if the TU has sent no response `delay` seconds from
+        `now` (RFC 3261 §17.2.1: a 100 is owed unless the TU answers within 200 ms),
+        or at once when a retransmission of the INVITE finds nothing to send again.
+        `trying_response` builds the 100 from the INVITE (§8.2.6.1)."""
+        if self._state is not ServerInviteState.PROCEEDING or self.last_response is not None:
+            return
+        self._trying_response = trying_response
+        self._start_timer(TimerName.TRYING, delay, now)
+
+    def send_response(self, response: Response, now: float) -> None:
+        if self._trying_response is not None:
+            # The TU answered first: no 100 of our own (leaving Proceeding would
+            # cancel the timer anyway; a provisional keeps the state).
+            self._trying_response = None
+            self._cancel_timer(TimerName.TRYING)
+        super().send_response(response, now)
+
+    def receive_request(self, request: Request, flow: Flow, now: float) -> None:
+        super().receive_request(request, flow, now)
+        if (
+            self._trying_response is not None
+            and request.method != "ACK"
+            and self._state is ServerInviteState.PROCEEDING
+        ):
+            # A retransmission found nothing to send again: the 100 is due now
+            # (§17.2.1, the reason it exists is to stop these retransmissions).
+            self._send_trying(now)
+
+    def _send_trying(self, now: float) -> None:
+        trying_response = self._trying_response
+        if trying_response is not None:
+            self.send_response(trying_response(self.request), now)
+
+    def _fire(self, timer: TimerName, interval: float, now: float) -> None:
+        if timer is TimerName.TRYING:
+            self._send_trying(now)
+            return
+        super()._fire(timer, interval, now)
 
     def acknowledge_success(self, now: float) -> None:
         """The ACK of our 2xx arrived (matched by dialog, since it has its own branch,

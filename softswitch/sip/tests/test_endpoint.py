@@ -389,6 +389,71 @@ def test_100_trying_copies_timestamp_and_has_no_to_tag() -> None:
     assert response.to_address.tag is None
 
 
+def deferring_endpoint(delay: float = 0.2) -> SipEndpoint:
+    config = EndpointConfig(BOB[0], BOB[1], trying_delay=delay)
+    return SipEndpoint(config, random_token=tokens("bob"))
+
+
+def statuses(endpoint: SipEndpoint) -> list[int]:
+    return [parse_response(data).status_code for data, _ in endpoint.data_to_send()]
+
+
+def test_a_deferred_100_trying_is_not_sent_when_the_tu_answers_within_the_delay() -> None:
+    """§17.2.1: the 100 is owed unless the TU answers within 200 ms."""
+    bob = deferring_endpoint()
+    key = receive_invite(bob, now=10.0)
+    assert bob.data_to_send() == []
+    assert bob.get_timer() == pytest.approx(10.2)
+    invite = parse_request(request_bytes())
+    bob.send_response(bob.create_response(invite, 180), 10.05, key)
+    assert statuses(bob) == [180]
+    bob.handle_timer(10.3)
+    assert bob.data_to_send() == []
+    # A final response first: no 100 either; the INVITE's own timers run as before.
+    carol = deferring_endpoint()
+    key = receive_invite(carol, now=0.0)
+    carol.send_response(carol.create_response(invite, 486), 0.01, key)
+    assert statuses(carol) == [486]
+    assert {status for _, status in step_until_quiet(carol)} == {486}  # Timer G only
+
+
+def step_until_quiet(endpoint: SipEndpoint) -> list[tuple[float, int]]:
+    """(time, status) of every response the endpoint's timers send, in order."""
+    sent: list[tuple[float, int]] = []
+    while (deadline := endpoint.get_timer()) is not None and deadline < 1000.0:
+        endpoint.handle_timer(deadline)
+        sent.extend((deadline, status) for status in statuses(endpoint))
+    return sent
+
+
+def test_a_deferred_100_trying_goes_when_the_delay_runs_out() -> None:
+    bob = deferring_endpoint()
+    receive_invite(bob, request_bytes(extra="Timestamp: 54.2\r\n"), now=5.0)
+    bob.handle_timer(5.1)
+    assert bob.data_to_send() == []
+    bob.handle_timer(5.2)
+    ((trying, flow),) = bob.data_to_send()
+    response = parse_response(trying)
+    assert (response.status_code, flow) == (100, ALICE_UDP)
+    assert response.headers.get("timestamp") == "54.2"  # §8.2.6.1
+    assert response.to_address.tag is None
+    assert bob.get_timer() is None  # nothing more until the TU answers
+
+
+def test_a_retransmitted_invite_gets_the_deferred_100_at_once_and_only_once() -> None:
+    bob = deferring_endpoint()
+    key = receive_invite(bob, now=0.0)
+    bob.receive_datagram(request_bytes(), ALICE, 0.1)
+    assert statuses(bob) == [100]
+    bob.handle_timer(0.2)
+    assert bob.data_to_send() == []
+    bob.receive_datagram(request_bytes(), ALICE, 0.6)  # the 100 is resent, as always
+    assert statuses(bob) == [100]
+    invite = parse_request(request_bytes())
+    bob.send_response(bob.create_response(invite, 200), 0.7, key)
+    assert statuses(bob) == [200]
+
+
 def test_create_response_copies_headers_and_keeps_one_to_tag_per_transaction() -> None:
     bob = make_endpoint()
     data = request_bytes(
