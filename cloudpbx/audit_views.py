@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime
 
-from cloudpbx.domain import AreaKind
+from cloudpbx.domain import AnnouncementLanguage, AreaKind
 from cloudpbx.models import (
     Extension,
     MobileLine,
@@ -57,13 +57,15 @@ __all__ = [
 
 
 def tenant_view(tenant: Tenant) -> dict[str, object]:
-    """A tenant's contract information and SIP domain."""
+    """A tenant's contract information, SIP domain and announcement language."""
     return {
         "name": tenant.name,
         "contract_holder_name": tenant.contract_holder_name,
         "address": tenant.address,
         "basic_contract": tenant.basic_contract,
         "sip_domain": tenant.sip_domain,
+        # Unset only on a new row before its first flush (the column default is `ja`).
+        "announcement_language": str(tenant.announcement_language or AnnouncementLanguage.JA),
     }
 
 

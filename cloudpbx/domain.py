@@ -45,6 +45,7 @@ __all__ = [
     "MAX_ACCOUNTS_PER_TOLLFREE_NUMBER",
     "MAX_TOLLFREE_DESTINATIONS",
     "AccountRole",
+    "AnnouncementLanguage",
     "AreaKind",
     "DigestAlgorithm",
     "ExtensionKind",
@@ -75,6 +76,16 @@ class ExtensionKind(enum.StrEnum):
     """A mobile line's A or B number, reached through the mobile-network trunk."""
     CUSTOMER_PBX = "customer_pbx"
     """A range of numbers behind a customer's PBX, reached over the PBX's trunk."""
+
+
+class AnnouncementLanguage(enum.StrEnum):
+    """The language of the recordings the switch plays for a tenant's cloud PBX calls
+    (refusal announcements, the voicemail greeting): `<kind>_<language>.wav`."""
+
+    JA = "ja"
+    """Japanese, the default."""
+    EN = "en"
+    """English."""
 
 
 class MobileIdentity(enum.StrEnum):

@@ -68,6 +68,7 @@ from sqlalchemy.sql.expression import false
 from cloudpbx.callrecords import TollFreeCategory
 from cloudpbx.domain import (
     AccountRole,
+    AnnouncementLanguage,
     AreaKind,
     ExtensionKind,
     MobileIdentity,
@@ -153,6 +154,13 @@ class Tenant(Base):
     """The contract holder's postal address (contract information, 住所等)."""
     basic_contract: Mapped[str] = mapped_column(String(64), default="", server_default="")
     """The basic contract's identifier (one per tenant, PRODUCT.md Part B)."""
+    announcement_language: Mapped[AnnouncementLanguage] = mapped_column(
+        _string_enum(AnnouncementLanguage, "announcement_language"),
+        default=AnnouncementLanguage.JA,
+        server_default=AnnouncementLanguage.JA.value,
+    )
+    """The language of the refusal announcements and voicemail greeting the tenant's
+    cloud PBX calls play (a customer setting; `ja` by default)."""
 
     sites: Mapped[list[Site]] = relationship(back_populates="tenant")
     extensions: Mapped[list[Extension]] = relationship(back_populates="tenant")

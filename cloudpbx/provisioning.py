@@ -24,7 +24,10 @@ Rules:
   `extension`, a mobile extension's `mobile_line` (by MSISDN, a line of its tenant), a
   customer-PBX range's `trunk` (a `customer_pbx` trunk of its tenant), a toll-free
   number's `tenant`, its destinations' `trunk` and its granted `accounts`.
-- Tenants: `address` and `basic_contract` are contract information. Mobile lines
+- Tenants: `address` and `basic_contract` are contract information;
+  `announcement_language` (`ja` or `en`) is the language of the recordings the tenant's
+  cloud PBX calls play. It is a customer setting the Customer Control API changes too,
+  so a file that leaves it out keeps the stored value (`ja` for a new tenant). Mobile lines
   (`mobile_lines:`) are stored in E.164 (`cloudpbx.rules.normalize_msisdn`); a line's
   contract holder defaults to the tenant's and a different holder is refused (the
   same-name rule, `cloudpbx.rules.same_contract_holder`). `option_050` needs its
@@ -129,6 +132,7 @@ from cloudpbx.domain import (
     MAX_ACCOUNTS_PER_TOLLFREE_NUMBER,
     MAX_PASSWORD_LENGTH,
     AccountRole,
+    AnnouncementLanguage,
     AreaKind,
     DigestAlgorithm,
     ExtensionKind,
@@ -350,6 +354,8 @@ class TenantSpec(_Spec):
     basic_contract: Annotated[
         str, Strict(), StringConstraints(strip_whitespace=True, max_length=64)
     ] = ""
+    announcement_language: AnnouncementLanguage | None = None
+    """`ja` or `en`; None: as stored (`ja` for a new tenant), a customer setting."""
     sites: list[SiteSpec] = []
     mobile_lines: list[MobileLineSpec] = []
     extensions: list[ExtensionSpec] = []
@@ -1175,6 +1181,11 @@ def _apply_tenant(
             "sip_domain": spec.sip_domain,
             "address": spec.address,
             "basic_contract": spec.basic_contract,
+            **(
+                {}
+                if spec.announcement_language is None
+                else {"announcement_language": spec.announcement_language}
+            ),
         },
     )
     result.tenants.count(created, changed)

@@ -279,6 +279,7 @@ def load_snapshot(session: Session) -> ConfigSnapshot:
                 site_names=tuple(site.name for site in sorted(tenant.sites, key=_by_id)),
                 address=tenant.address,
                 basic_contract=tenant.basic_contract,
+                announcement_language=tenant.announcement_language,
             )
         )
         for extension in sorted(tenant.extensions, key=_by_id):

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from cloudpbx.domain import (
+    AnnouncementLanguage,
     DigestAlgorithm,
     ExtensionKind,
     MobileIdentity,
@@ -192,6 +193,8 @@ class TenantEntry:
     site_names: tuple[str, ...]
     address: str = ""
     basic_contract: str = ""
+    announcement_language: AnnouncementLanguage = AnnouncementLanguage.JA
+    """The language of the announcements and voicemail greeting its calls play."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloudpbx.domain import (
+    AnnouncementLanguage,
     DigestAlgorithm,
     ExtensionKind,
     MobileIdentity,
@@ -39,6 +40,7 @@ from cloudpbx.models import (
     TrunkSourceAddress,
 )
 from cloudpbx.provisioning import ProvisioningError, load_provisioning_file, provision
+from cloudpbx.repository import load_snapshot
 
 from .conftest import DEMO_FILE
 
@@ -216,6 +218,54 @@ def test_changed_values_update_rows_in_place(session: Session, tmp_path: Path) -
     # Only the changed rows differ.
     assert after["tenant"] == before["tenant"]
     assert after["extension"][0] == before["extension"][0]
+
+
+def test_announcement_language_is_provisioned_and_kept_when_left_out(
+    session: Session, tmp_path: Path
+) -> None:
+    def stored() -> AnnouncementLanguage:
+        session.expire_all()
+        return session.scalars(
+            select(Tenant.announcement_language).where(Tenant.name == "demo")
+        ).one()
+
+    provision(session, DEMO_FILE)
+    assert stored() is AnnouncementLanguage.JA  # the default
+    data = _demo()
+    data["tenants"][0]["announcement_language"] = "en"
+    result = provision(session, _write(tmp_path, data))
+    assert result.tenants.updated == 1
+    (entry,) = load_snapshot(session).tenants.values()
+    assert entry.announcement_language is AnnouncementLanguage.EN
+    assert stored() is AnnouncementLanguage.EN
+    update = session.scalars(
+        select(AuditLog).where(AuditLog.action == "tenant.update").order_by(AuditLog.id)
+    ).all()[-1]
+    assert update.before is not None and update.after is not None
+    assert (update.before["announcement_language"], update.after["announcement_language"]) == (
+        "ja",
+        "en",
+    )
+    # A file without the key keeps the customer's choice (the API changes it too).
+    result = provision(session, DEMO_FILE)
+    assert result.tenants.unchanged == 1
+    assert stored() is AnnouncementLanguage.EN
+
+
+@pytest.mark.parametrize("value", ["fr", "EN", 1, None])
+def test_a_bad_announcement_language_is_refused_by_its_key_path(
+    tmp_path: Path, value: object
+) -> None:
+    data = _demo()
+    data["tenants"][0]["announcement_language"] = value
+    if value is None:
+        # `announcement_language: null` is the same as leaving it out.
+        path = _write(tmp_path, data)
+        assert load_provisioning_file(path).tenants[0].announcement_language is None
+        return
+    assert _refusal(tmp_path, data) == [
+        ("tenants[0].announcement_language", "Input should be 'ja' or 'en'")
+    ]
 
 
 def test_moving_an_extension_to_another_site(session: Session, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ ENDPOINT_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/tenants"): frozenset({"operator"}),
     ("POST", "/api/v1/tenants"): frozenset({"operator"}),
     ("GET", "/api/v1/tenants/{tenant}"): frozenset({"operator", "tenant_admin:own"}),
-    ("PATCH", "/api/v1/tenants/{tenant}"): frozenset({"operator"}),
+    ("PATCH", "/api/v1/tenants/{tenant}"): frozenset({"operator", "tenant_admin:own"}),
     ("DELETE", "/api/v1/tenants/{tenant}"): frozenset({"operator"}),
     ("GET", "/api/v1/tenants/{tenant}/sites"): frozenset({"operator", "tenant_admin:own"}),
     ("POST", "/api/v1/tenants/{tenant}/sites"): frozenset({"operator", "tenant_admin:own"}),
@@ -56,6 +56,7 @@ ENDPOINT_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("DELETE", "/api/v1/trunks/{name}"): frozenset({"operator"}),
 }
 """(method, path) -> roles allowed. `tenant_admin:own`: the admin of the tenant in the
-path (for trunks: the tenant's own trunks, others are 404 to them); `user:own`: the user
+path (for trunks: the tenant's own trunks, others are 404 to them; for PATCH of the
+tenant: only its own settings, `announcement_language`); `user:own`: the user
 owning the extension in the path, and for PATCH only its own settings (display_name,
 no_answer_timeout_seconds, voicemail_enabled). Everyone else gets 403."""

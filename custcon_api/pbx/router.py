@@ -2,7 +2,8 @@
 
 Endpoints (roles in `custcon_api.pbx.ENDPOINT_ROLES`; "admin" = the tenant's own):
 - `GET/POST /api/v1/tenants` (operator); `GET /api/v1/tenants/{tenant}` (operator,
-  admin); `PATCH/DELETE /api/v1/tenants/{tenant}` (operator).
+  admin); `PATCH /api/v1/tenants/{tenant}` (operator; admin: `announcement_language`
+  only); `DELETE /api/v1/tenants/{tenant}` (operator).
 - `GET/POST /api/v1/tenants/{tenant}/sites`, `DELETE .../sites/{site}` (operator, admin).
 - `GET /api/v1/tenants/{tenant}/mobile-lines[/{msisdn}]` (operator, admin);
   `POST`, `PATCH`, `DELETE` (operator).

@@ -27,6 +27,7 @@ from pydantic import (
 
 from cloudpbx.domain import (
     MAX_PASSWORD_LENGTH,
+    AnnouncementLanguage,
     DigestAlgorithm,
     ExtensionKind,
     MobileIdentity,
@@ -55,6 +56,7 @@ __all__ = [
     "MobileMapping",
     "SiteCreate",
     "SitePublic",
+    "TENANT_ADMIN_TENANT_FIELDS",
     "TenantCreate",
     "TenantPublic",
     "TenantUpdate",
@@ -130,6 +132,9 @@ class TenantCreate(_Request):
     basic_contract: BasicContract = ""
     sip_domain: SipDomain
     """Host part of the tenant's SIP URIs (and the digest realm of its phones)."""
+    announcement_language: AnnouncementLanguage = AnnouncementLanguage.JA
+    """The language of the refusal announcements and voicemail greeting of the tenant's
+    calls: `ja` (default) or `en`."""
 
 
 class TenantUpdate(_Request):
@@ -139,6 +144,13 @@ class TenantUpdate(_Request):
     address: Annotated[PostalAddress | None, NotNull] = None
     basic_contract: Annotated[BasicContract | None, NotNull] = None
     sip_domain: Annotated[SipDomain | None, NotNull] = None
+    announcement_language: Annotated[AnnouncementLanguage | None, NotNull] = None
+    """`ja` or `en`: the one field a tenant administrator may change here."""
+
+
+TENANT_ADMIN_TENANT_FIELDS = frozenset({"announcement_language"})
+"""The tenant settings a `tenant_admin` may change on their own tenant (the rest is the
+operator's contract information)."""
 
 
 class TenantPublic(BaseModel):
@@ -147,6 +159,7 @@ class TenantPublic(BaseModel):
     address: str
     basic_contract: str
     sip_domain: str
+    announcement_language: AnnouncementLanguage
 
 
 class SiteCreate(_Request):

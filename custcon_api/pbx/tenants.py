@@ -3,7 +3,13 @@
 Rules:
 - Tenants are the operator's: only an operator lists, creates, changes or deletes them;
   a tenant administrator may read their own tenant (403 for any other name, existing or
-  not). Sites are the operator's and the tenant administrator's (their own tenant).
+  not) and change its customer settings only (`TENANT_ADMIN_TENANT_FIELDS`:
+  `announcement_language`; a PATCH with any other field is 403, before any lookup).
+  Sites are the operator's and the tenant administrator's (their own tenant).
+- `announcement_language` (`ja` | `en`, default `ja`; anything else is 422 naming the
+  field) picks the recordings the switch plays on the tenant's cloud PBX calls (refusal
+  announcements, voicemail greeting; `softswitch.b2bua.pbx_routing` rule 8). Like every
+  change it is audited (`tenant.update`) and reaches the switches at once (`CONFIG`).
 - A tenant's name and SIP domain are unique (409). The name is its identifier (account
   logins are `LOCAL@TENANT`), so it never changes.
 - The SIP domain is the digest realm of every SIP password of the tenant: the stored
@@ -29,7 +35,7 @@ from cloudpbx.domain import AccountRole
 from cloudpbx.models import Account, Base, Extension, MobileLine, SipCredential, Site, Tenant, Trunk
 from cloudpbx.rules import same_contract_holder
 from custcon_api.deps import AppContext, Principal
-from custcon_api.errors import Conflict, FieldProblem, InvalidFields, NotFound
+from custcon_api.errors import Conflict, FieldProblem, Forbidden, InvalidFields, NotFound
 from custcon_api.pbx.access import (
     ADMINS,
     authorize_tenant,
@@ -37,7 +43,12 @@ from custcon_api.pbx.access import (
     require_operator,
     tenant_by_name,
 )
-from custcon_api.pbx.schemas import SiteCreate, TenantCreate, TenantUpdate
+from custcon_api.pbx.schemas import (
+    TENANT_ADMIN_TENANT_FIELDS,
+    SiteCreate,
+    TenantCreate,
+    TenantUpdate,
+)
 from custcon_api.pbx.views import site_view, tenant_view
 
 __all__ = [
@@ -101,6 +112,7 @@ def create_tenant(
         address=body.address,
         basic_contract=body.basic_contract,
         sip_domain=body.sip_domain,
+        announcement_language=body.announcement_language,
     )
     session.add(tenant)
     session.flush()
@@ -126,14 +138,23 @@ def update_tenant(
     body: TenantUpdate,
     remote_address: str | None,
 ) -> Tenant:
-    """Change a tenant's contract information or SIP domain (see the module rules).
+    """Change a tenant's contract information, SIP domain or announcement language (see
+    the module rules).
 
     Raises:
-        Forbidden, NotFound: not an operator; no such tenant.
+        Forbidden, NotFound: not an operator (nor the tenant's administrator changing
+            only its own settings); no such tenant.
         InvalidFields: the new contract holder is not the holder of its mobile lines.
         Conflict: SIP domain taken, or it cannot change while SIP passwords use it.
     """
-    require_operator(principal, "change tenants")
+    authorize_tenant(principal, tenant_name, ADMINS)
+    if principal.account.role is not AccountRole.OPERATOR and not (
+        body.model_fields_set <= TENANT_ADMIN_TENANT_FIELDS
+    ):
+        raise Forbidden(
+            "a tenant administrator can change only the tenant's own settings: "
+            + ", ".join(sorted(TENANT_ADMIN_TENANT_FIELDS))
+        )
     tenant = tenant_by_name(session, tenant_name)
     before = tenant_view(tenant)
     holder = body.contract_holder_name
@@ -170,6 +191,8 @@ def update_tenant(
         tenant.address = body.address
     if body.basic_contract is not None:
         tenant.basic_contract = body.basic_contract
+    if body.announcement_language is not None:
+        tenant.announcement_language = body.announcement_language
     after = tenant_view(tenant)
     if after != before:
         commit_change(

@@ -100,7 +100,11 @@ def test_operator_creates_reads_changes_and_deletes_a_tenant(
     created = api.post(TENANTS, headers=operator, json=body)
     assert created.status_code == 201, created.text
     assert created.headers["Location"] == f"{TENANTS}/acme"
-    assert created.json() == {**body, "sip_domain": "acme.example.jp"}
+    assert created.json() == {
+        **body,
+        "sip_domain": "acme.example.jp",
+        "announcement_language": "ja",
+    }
     assert subscriber.received() == [CONFIG]
     assert api.get(f"{TENANTS}/acme", headers=operator).json()["basic_contract"] == "BC-0001"
     names = {tenant["name"] for tenant in api.get(TENANTS, headers=operator).json()}
@@ -149,6 +153,71 @@ def test_tenant_conflicts_and_validation(api: TestClient, operator: dict[str, st
     assert null.status_code == 422 and locations(null) == ["address"]
     rename = api.patch(DEMO, headers=operator, json={"name": "renamed"})
     assert rename.status_code == 422 and locations(rename) == ["name"]
+
+
+def test_announcement_language_is_a_tenant_setting_the_admin_may_change(
+    api: TestClient,
+    operator: dict[str, str],
+    admin: dict[str, str],
+    subscriber: Subscriber,
+    session_factory: sessionmaker[Session],
+) -> None:
+    assert api.get(DEMO, headers=admin).json()["announcement_language"] == "ja"
+    changed = api.patch(DEMO, headers=admin, json={"announcement_language": "en"})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["announcement_language"] == "en"
+    assert subscriber.received() == [CONFIG]
+    (row,) = audit_rows(session_factory, "tenant.update")
+    assert row.actor == "admin@demo"
+    assert row.before is not None and row.after is not None
+    assert (row.before["announcement_language"], row.after["announcement_language"]) == (
+        "ja",
+        "en",
+    )
+    with session_factory() as session:
+        stored = session.scalars(select(Tenant).where(Tenant.name == "demo")).one()
+        assert stored.announcement_language == "en"
+    # The same value again changes nothing: no audit row, no notification.
+    assert api.patch(DEMO, headers=admin, json={"announcement_language": "en"}).status_code == 200
+    assert subscriber.received() == []
+    assert len(audit_rows(session_factory, "tenant.update")) == 1
+    # A value outside ja/en, or null, is 422 naming the field, for every role.
+    for headers in (admin, operator):
+        for value in ("fr", "EN", None, 1):
+            bad = api.patch(DEMO, headers=headers, json={"announcement_language": value})
+            assert bad.status_code == 422 and locations(bad) == ["announcement_language"], value
+    bad = api.post(
+        TENANTS,
+        headers=operator,
+        json={
+            "name": "acme",
+            "contract_holder_name": "X",
+            "sip_domain": "acme.example.jp",
+            "announcement_language": "de",
+        },
+    )
+    assert bad.status_code == 422 and locations(bad) == ["announcement_language"]
+    # The admin changes only the tenant's own settings, not the contract information:
+    # 403 for the whole request, nothing written.
+    refused = api.patch(
+        DEMO, headers=admin, json={"announcement_language": "ja", "address": "大阪府"}
+    )
+    assert refused.status_code == 403
+    assert api.get(DEMO, headers=admin).json()["announcement_language"] == "en"
+    # The operator may set it too, and at creation.
+    back = api.patch(DEMO, headers=operator, json={"announcement_language": "ja"})
+    assert back.status_code == 200 and back.json()["announcement_language"] == "ja"
+    created = api.post(
+        TENANTS,
+        headers=operator,
+        json={
+            "name": "acme",
+            "contract_holder_name": "X",
+            "sip_domain": "acme.example.jp",
+            "announcement_language": "en",
+        },
+    )
+    assert created.status_code == 201 and created.json()["announcement_language"] == "en"
 
 
 def test_a_tenant_with_extensions_or_accounts_is_not_deleted(

@@ -27,7 +27,9 @@ Rules, in the order they apply:
      tenant's extensions (an inbound external call, identity passed on as asserted) and
      nothing else: no transit to external or emergency numbers (403).
 3. The dialled number is the Request-URI user without visual separators (RFC 3966
-   §5.1.1: `-`, `.`, `(`, `)`):
+   §5.1.1: `-`, `.`, `(`, `)`), without a leading 184/186 in front of a full or
+   emergency number (rule 7: the caller's presentation choice, never sent on; `184` in
+   front of anything else is part of an extension number and dialled as is):
    - 110, 118, 119: an emergency call (rule 6);
    - a full number, starting with `0` (national: 0X0-..., 0AB-J) or `+` (E.164): an
      external call (rule 5), even when it is one of our own mobile numbers (PRODUCT.md
@@ -38,8 +40,9 @@ Rules, in the order they apply:
    rings an extension). The callee sees the caller's extension number, never its mobile
    number: From `"<display name>" <sip:EXT@DOMAIN>` and P-Asserted-Identity
    `<sip:EXT@DOMAIN>` (an outside caller's From and trusted P-Asserted-Identity are passed
-   on unchanged). A mobile line abroad may not dial extensions: 403 with the
-   `call_restricted` announcement. Where the call goes, by the callee's kind:
+   on unchanged), unless the caller withholds it (rule 7). A mobile line abroad may not
+   dial extensions: 403 with the `call_restricted` announcement. Where the call goes, by
+   the callee's kind:
    - fixed IP phone: its registered contacts, its static contact, else 480
      (`routing.route_to_extension`);
    - mobile: out on the mobile network trunk, Request-URI `sip:<A MSISDN>@<trunk>`
@@ -77,6 +80,40 @@ Rules, in the order they apply:
      extensions have no public number to call back nor a registered location, and a
      customer PBX places emergency calls over its own lines.
    - From an outside caller (carrier trunk): 403, no transit.
+   Withholding never applies (rule 7): 184 or `Privacy: id` on 110/118/119 still shows
+   the line's number, because the centre must be able to call back (Japanese emergency
+   centres get the number of a 184 call too); 184/186 in front is dropped.
+7. Caller-ID withholding (RFC 3323, RFC 3325 §9.3; Japanese 184 非通知 / 186 通知):
+   - The caller withholds their identity on a call when it dials 184 in front of a full
+     number, or, without 184/186, when its INVITE carries `Privacy: id`, `header` or
+     `user` or an anonymous From (`softswitch.b2bua.privacy`; from a mobile line that
+     is what the mobile network sends for the handset). 186 shows the identity on this call even
+     when the INVITE asks for privacy (a phone or line set to withhold by default, as
+     186 overrides a line's default withholding in Japan). 184/186 are read only in
+     front of a full or emergency number (rule 3) and never sent on.
+   - Extension calls inside the tenant honour it too (RFC 3323: a caller who asked for
+     privacy gets it; a company PBX shows the extension only when none is asked): the
+     callee phone sees an anonymous caller.
+   - An outside caller's own Privacy (`id`, `header`, `user`) from the carrier trunk is
+     honoured the same way when it rings an extension (a phone never gets its
+     P-Asserted-Identity, RFC 3325 §5).
+   - A withheld call, wherever it goes, shows From `"Anonymous"
+     <sip:anonymous@anonymous.invalid>` (RFC 3323 §4.1.1.3). Toward a trusted trunk
+     (`identity_trusted`: the carrier PSTN and mobile network trunks, our trust domain,
+     RFC 3325 §2) P-Asserted-Identity is still sent, as rules 4 and 5 write it (the
+     network needs it: charging, malicious-call tracing, emergency), with `Privacy: id`
+     so the network withholds it from the far end (RFC 3325 §9.3). Toward anything else
+     (a phone, a customer PBX, an external-line gateway: the customer's equipment)
+     P-Asserted-Identity is removed (RFC 3325 §5, §7) and no Privacy is sent (the
+     privacy function was performed here, RFC 3323 §4.2). P-Called-Party-ID is about the
+     callee and stays.
+   - Emergency calls ignore withholding (rule 6).
+8. Announcement language: a refusal's announcement is `<kind>_<language>`
+   (`announcement_name`; `configs/announcements/<kind>_<language>.wav`) in the
+   `announcement_language` of the caller's tenant (`tenant_language`: `ja` by default,
+   or `en`), the tenant whose line or extension the refused call concerns (an outside
+   caller is refused without an announcement, rules 5 and 6). The voicemail greeting is
+   in the callee's (the mailbox owner's) tenant's language (`voicemail_call.greeting_name`).
 - Outbound trunks: the mobile network trunk and the PSTN trunk are carrier-wide (no
   tenant); when several of a kind exist, the one named `mobile` / `pstn` is used, else the
   first by name (`carrier_trunk`). Gateways and customer PBXs are the tenant's own. A
@@ -91,7 +128,8 @@ Rules, in the order they apply:
   for extension dialing between the tenant's own (also when refused: unknown extension
   404, a caller no line of ours 403), external for full and emergency numbers and for
   outside callers.
-- Announcements are named `<kind>_<language>` (`configs/announcements/`); Japanese.
+- Announcements are named `<kind>_<language>` (`configs/announcements/`), in the
+  language of rule 8.
 """
 
 from __future__ import annotations
@@ -101,7 +139,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-from cloudpbx.domain import ExtensionKind, TrunkKind
+from cloudpbx.domain import AnnouncementLanguage, ExtensionKind, TrunkKind
 from cloudpbx.domain import Transport as TrunkTransport
 from cloudpbx.snapshot import ConfigSnapshot, ExtensionEntry, MobileLineEntry, TrunkEntry
 from softswitch.sip.errors import RemoteProtocolError
@@ -109,8 +147,10 @@ from softswitch.sip.flows import Flow, Transport
 from softswitch.sip.headers import parse_name_address, quote_string, split_comma_values
 from softswitch.sip.message import Request
 from softswitch.sip.uri import SipUri, TelUri
+from softswitch.tollfree import split_presentation_prefix
 
 from .caller_auth import AuthenticatedCaller
+from .privacy import ANONYMOUS_FROM, WITHHOLDING_VALUES, anonymous_from, privacy_values
 from .routing import CallKind, CallRejection, CallRoute, ContactLookup, route_to_extension
 
 __all__ = [
@@ -121,17 +161,24 @@ __all__ = [
     "Origin",
     "OriginKind",
     "TrunkChannels",
+    "announcement_name",
     "asserted_identity",
     "carrier_trunk",
     "dialled_number",
     "identify_origin",
+    "identity_trusted",
     "route_pbx_call",
+    "tenant_language",
 ]
 
 EMERGENCY_NUMBERS = frozenset({"110", "118", "119"})
 """Police, coast guard, fire and ambulance (rule 6)."""
-CALL_RESTRICTED_ANNOUNCEMENT = "call_restricted_ja"
-EMERGENCY_ANNOUNCEMENT = "emergency_unavailable_ja"
+CALL_RESTRICTED_ANNOUNCEMENT = "call_restricted"
+"""The kind of the refusal of a call the caller may not make (rules 4, 5; rule 8 adds
+the language)."""
+EMERGENCY_ANNOUNCEMENT = "emergency_unavailable"
+"""The kind of the refusal of an emergency call from a phone without a callback number
+(rule 6; rule 8 adds the language)."""
 EXTERNAL_NO_ANSWER_TIMEOUT = 60.0
 """Seconds an external or emergency call may ring before the caller gets 480."""
 _PREFERRED_CARRIER_TRUNKS = {TrunkKind.MOBILE_NETWORK: "mobile", TrunkKind.PSTN: "pstn"}
@@ -172,6 +219,8 @@ class Origin:
         abroad: the mobile line is abroad (operator API or the trunk's header).
         trunk: the trusted trunk the INVITE came from; None for a phone.
         asserted_identity: the P-Asserted-Identity a trusted trunk sent, else None.
+        tenant_name: the caller's tenant (its language, rule 8); None for an outside
+            caller.
     """
 
     kind: OriginKind
@@ -183,6 +232,7 @@ class Origin:
     abroad: bool = False
     trunk: TrunkEntry | None = None
     asserted_identity: str | None = None
+    tenant_name: str | None = None
 
 
 def asserted_identity(request: Request, trunk: TrunkEntry | None) -> str | None:
@@ -257,7 +307,13 @@ def identify_origin(
         )
         if extension is None:
             return CallRejection(403, "Forbidden (not an extension)")
-        return Origin(OriginKind.PHONE, caller.domain, extension, extension.number)
+        return Origin(
+            OriginKind.PHONE,
+            caller.domain,
+            extension,
+            extension.number,
+            tenant_name=extension.tenant_name,
+        )
     asserted = asserted_identity(request, trunk)
     number = _caller_number(request, asserted)
     if trunk.kind is TrunkKind.MOBILE_NETWORK:
@@ -278,6 +334,7 @@ def identify_origin(
             abroad,
             trunk,
             asserted,
+            line.tenant_name,
         )
     if trunk.kind is TrunkKind.CUSTOMER_PBX:
         extension = None if number is None else snapshot.extension_for_number(caller.domain, number)
@@ -295,6 +352,7 @@ def identify_origin(
             number,
             trunk=trunk,
             asserted_identity=asserted,
+            tenant_name=extension.tenant_name,
         )
     return Origin(OriginKind.CARRIER, caller.domain, trunk=trunk, asserted_identity=asserted)
 
@@ -389,8 +447,64 @@ def _extension_identity(origin: Origin) -> tuple[str | None, tuple[tuple[str, st
     return from_address, (("P-Asserted-Identity", uri),)
 
 
-def _restricted(kind: CallKind, reason: str, announcement: str) -> CallRejection:
-    return CallRejection(403, f"Forbidden ({reason})", announcement, kind)
+def tenant_language(snapshot: ConfigSnapshot, tenant_name: str | None) -> AnnouncementLanguage:
+    """Rule 8: the announcement language of tenant `tenant_name` (Japanese when unknown)."""
+    tenant = None if tenant_name is None else snapshot.tenants.get(tenant_name)
+    return AnnouncementLanguage.JA if tenant is None else tenant.announcement_language
+
+
+def announcement_name(kind: str, language: AnnouncementLanguage) -> str:
+    """Rule 8: `<kind>_<language>`, the file name of `configs/announcements/` without .wav."""
+    return f"{kind}_{language.value}"
+
+
+def _restricted(
+    kind: CallKind, reason: str, announcement: str, origin: Origin, snapshot: ConfigSnapshot
+) -> CallRejection:
+    """403 with the `announcement` kind in the caller's tenant's language (rule 8)."""
+    name = announcement_name(announcement, tenant_language(snapshot, origin.tenant_name))
+    return CallRejection(403, f"Forbidden ({reason})", name, kind)
+
+
+def identity_trusted(trunk: TrunkEntry | None) -> bool:
+    """Rule 7: a destination in our trust domain (RFC 3325 §2 Spec(T)): a carrier trunk
+    (PSTN or mobile network). Phones (None), customer PBXs and external gateways (the
+    customer's equipment) are not."""
+    return trunk is not None and trunk.kind in (TrunkKind.PSTN, TrunkKind.MOBILE_NETWORK)
+
+
+def _presentation(dialled: str | None) -> tuple[bool | None, str | None]:
+    """Rule 7: the 184/186 choice dialled in front of a full or emergency number, and the
+    number without it; (None, dialled) otherwise."""
+    if dialled is None:
+        return None, None
+    choice, rest = split_presentation_prefix(dialled)
+    if choice is not None and (rest in EMERGENCY_NUMBERS or _is_full_number(rest)):
+        return choice, rest
+    return None, dialled
+
+
+def _withheld(request: Request, origin: Origin, choice: bool | None) -> bool:
+    """Rule 7: does the caller withhold their identity on this call?"""
+    if choice is not None and origin.kind is not OriginKind.CARRIER:
+        return choice  # 184 / 186: the caller's choice for this call wins
+    return bool(privacy_values(request) & WITHHOLDING_VALUES) or anonymous_from(request)
+
+
+def _anonymous(route: CallRoute, snapshot: ConfigSnapshot) -> CallRoute:
+    """Rule 7: the route's identity withheld: From anonymous (RFC 3323 §4.1.1.3); toward
+    a trusted trunk P-Asserted-Identity kept with `Privacy: id` (RFC 3325 §9.3), toward
+    anything else P-Asserted-Identity removed (RFC 3325 §5)."""
+    trunk = None if route.trunk is None else snapshot.trunks.get(route.trunk)
+    trusted = identity_trusted(trunk)
+    headers = tuple(
+        (name, value)
+        for name, value in route.headers
+        if trusted or name.lower() != "p-asserted-identity"
+    )
+    if trusted:
+        headers = (*headers, ("Privacy", "id"))
+    return dataclasses.replace(route, from_address=ANONYMOUS_FROM, headers=headers)
 
 
 def route_pbx_call(
@@ -412,7 +526,7 @@ def route_pbx_call(
         the callee sees), or the `CallRejection` to answer, with an announcement to play
         first when it names one.
     """
-    dialled = dialled_number(request)
+    choice, dialled = _presentation(dialled_number(request))
     origin = identify_origin(request, caller, snapshot)
     if isinstance(origin, CallRejection):
         # The record still says what was dialled (module rules: kinds).
@@ -420,7 +534,8 @@ def route_pbx_call(
     if dialled is None:
         return CallRejection(404, kind=_dialled_kind(dialled, origin))
     if dialled in EMERGENCY_NUMBERS:
-        return _emergency(origin, dialled, snapshot)  # never refused for capacity
+        # Never refused for capacity, never withheld (rules 6, 7).
+        return _emergency(origin, dialled, snapshot)
     if _is_full_number(dialled):
         decision = _external(origin, dialled, snapshot)
     else:
@@ -428,10 +543,14 @@ def route_pbx_call(
         if callee is None:
             return CallRejection(404, kind=_dialled_kind(dialled, origin))
         decision = _internal(origin, callee, dialled, snapshot, registrations, registrations_now)
-    if isinstance(decision, CallRoute) and decision.trunk and trunk_channels is not None:
+    if not isinstance(decision, CallRoute):
+        return decision
+    if decision.trunk and trunk_channels is not None:
         trunk = snapshot.trunks.get(decision.trunk)
         if trunk is not None and trunk_channels.at_limit(trunk.name, trunk.capacity):
             return CallRejection(486, "Busy Here (trunk full)", kind=decision.kind)
+    if _withheld(request, origin, choice):
+        return _anonymous(decision, snapshot)
     return decision
 
 
@@ -457,9 +576,17 @@ def _internal(
     kind = CallKind.EXTERNAL if origin.kind is OriginKind.CARRIER else CallKind.INTERNAL
     if origin.kind is OriginKind.MOBILE:
         if origin.abroad:
-            return _restricted(kind, "extension dialing from abroad", CALL_RESTRICTED_ANNOUNCEMENT)
+            return _restricted(
+                kind,
+                "extension dialing from abroad",
+                CALL_RESTRICTED_ANNOUNCEMENT,
+                origin,
+                snapshot,
+            )
         if origin.extension is None:
-            return _restricted(kind, "the line has no extension", CALL_RESTRICTED_ANNOUNCEMENT)
+            return _restricted(
+                kind, "the line has no extension", CALL_RESTRICTED_ANNOUNCEMENT, origin, snapshot
+            )
     from_address, headers = _extension_identity(origin)
     timeout = float(callee.no_answer_timeout_seconds)
     if callee.kind is ExtensionKind.MOBILE:
@@ -525,7 +652,9 @@ def _external(origin: Origin, dialled: str, snapshot: ConfigSnapshot) -> CallRou
             return _trunk_route(
                 callee, dialled, gateway, EXTERNAL_NO_ANSWER_TIMEOUT, kind, from_address, headers
             )
-    return _restricted(kind, "no external-call option", CALL_RESTRICTED_ANNOUNCEMENT)
+    return _restricted(
+        kind, "no external-call option", CALL_RESTRICTED_ANNOUNCEMENT, origin, snapshot
+    )
 
 
 def _emergency(origin: Origin, dialled: str, snapshot: ConfigSnapshot) -> CallRoute | CallRejection:
@@ -534,7 +663,9 @@ def _emergency(origin: Origin, dialled: str, snapshot: ConfigSnapshot) -> CallRo
     if origin.kind is OriginKind.CARRIER:
         return CallRejection(403, "Forbidden (no transit)", kind=kind)
     if origin.kind is not OriginKind.MOBILE or origin.mobile_number is None:
-        return _restricted(kind, "no emergency calls from this phone", EMERGENCY_ANNOUNCEMENT)
+        return _restricted(
+            kind, "no emergency calls from this phone", EMERGENCY_ANNOUNCEMENT, origin, snapshot
+        )
     number = origin.mobile_number
     return _trunk_route(
         f"tel:{dialled}",

@@ -137,7 +137,7 @@ from .tollfree_routing import (
     TollFreeRouter,
     tollfree_number_of,
 )
-from .voicemail_call import StopRecorder, VoicemailCall, VoicemailEffect
+from .voicemail_call import StopRecorder, VoicemailCall, VoicemailEffect, greeting_name
 
 __all__ = ["DRAINING_RETRY_AFTER", "CallRecord", "CallService"]
 
@@ -261,8 +261,9 @@ class CallService:
         self._voicemail = False
         self.mwi = MwiNotifier(endpoint, local_contact, new_token)
         """Message-waiting subscriptions (module rules: voicemail)."""
-        self.voicemail_greeting = "voicemail_greeting_ja"
-        """The greeting's announcement name (module rules: voicemail)."""
+        self.voicemail_greeting = "voicemail_greeting"
+        """The greeting's announcement kind; the mailbox tenant's language is added
+        (`voicemail_call.greeting_name`, module rules: voicemail)."""
         self._accepting = True
         self.overload = OverloadGate()
         """The overload gate of new INVITEs (module rules: overload control)."""
@@ -406,7 +407,7 @@ class CallService:
             self._endpoint,
             invite,
             mailbox,
-            self.voicemail_greeting,
+            greeting_name(self._snapshot, mailbox, self.voicemail_greeting),
             self._local_contact,
             self._new_token,
             to_tag,

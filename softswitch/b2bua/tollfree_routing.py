@@ -102,6 +102,7 @@ from softswitch.tollfree.options import contracted_view
 from softswitch.tollfree.schedule import TOKYO
 
 from .call import CallEnded, CallResult
+from .privacy import privacy_values
 
 __all__ = [
     "BUSY_TRANSLATION",
@@ -117,6 +118,10 @@ __all__ = [
 DEFAULT_ATTEMPT_TIMEOUT = 5.0
 """Seconds a destination may send nothing at all (not even 100 Trying) before it counts
 as a 408 and the next one is tried (module rules)."""
+
+_CALLER_WITHHELD_VALUES = frozenset({"id", "user"})
+"""Rule 1: the Privacy values (`softswitch.b2bua.privacy`) that withhold the caller's
+number from the area check."""
 
 BUSY_TRANSLATION: Mapping[int, int] = {600: 486}
 """A destination's 600 Busy Everywhere reaches the toll-free caller as 486 (issue 5)."""
@@ -139,12 +144,8 @@ def caller_identity(request: Request) -> CallerNumber:
     Privacy id/user withholds it."""
     asserted = request.headers.get("p-asserted-identity")
     identity = asserted if asserted is not None else str(request.from_address.uri)
-    privacy_values = {
-        token.strip().lower()
-        for value in request.headers.get_all("privacy")
-        for token in value.split(";")
-    }
-    return parse_caller(identity, privacy_requested=bool(privacy_values & {"id", "user"}))
+    requested = privacy_values(request) & _CALLER_WITHHELD_VALUES
+    return parse_caller(identity, privacy_requested=bool(requested))
 
 
 def asserted_area_code(request: Request, header_name: str | None) -> str | None:

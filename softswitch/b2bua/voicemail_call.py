@@ -35,6 +35,12 @@ Rules:
 - `to_tag`: a diverted call answers with the To tag of the ringing the caller already
   got (one dialog, RFC 3261 §12.1.1); a new one draws a fresh tag.
 - The caller's BYE ends the message (HANG_UP: the recording so far is the message).
+- The greeting is in the language of the mailbox owner's tenant (`greeting_name`:
+  `voicemail_greeting_<language>`, the tenant's `announcement_language`,
+  `softswitch.b2bua.pbx_routing` rule 8): the callee's tenant, whose extension the
+  message is for, not the caller's (a caller may be an outside one with no tenant). The
+  service picks it when the call starts; a snapshot swap does not change a call's
+  greeting.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cloudpbx.snapshot import ConfigSnapshot
 from softswitch.media import Answer, NegotiatedMedia
 from softswitch.sip.endpoint import SipEndpoint
 from softswitch.sip.events import RequestReceived
@@ -50,6 +57,7 @@ from softswitch.voicemail.mailbox import Mailbox
 
 from .answered_call import MEDIA_OPEN_TIMEOUT, AnsweredCall
 from .call import CallState
+from .pbx_routing import announcement_name, tenant_language
 
 __all__ = [
     "MEDIA_OPEN_TIMEOUT",
@@ -60,7 +68,17 @@ __all__ = [
     "StopRecorder",
     "VoicemailCall",
     "VoicemailEffect",
+    "greeting_name",
 ]
+
+GREETING = "voicemail_greeting"
+"""The greeting's announcement kind; `greeting_name` adds the language."""
+
+
+def greeting_name(snapshot: ConfigSnapshot, mailbox: Mailbox, kind: str = GREETING) -> str:
+    """The greeting of `mailbox` in its tenant's language (module rules), e.g.
+    `voicemail_greeting_en`; Japanese for a tenant the snapshot does not hold."""
+    return announcement_name(kind, tenant_language(snapshot, mailbox.tenant_name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +138,8 @@ class VoicemailCall(AnsweredCall[VoicemailEffect]):
         endpoint: the switch's endpoint.
         invite: the caller's INVITE (with its server transaction key).
         mailbox: whose message it is.
-        greeting: the greeting's announcement name (`voicemail_greeting_ja`).
+        greeting: the greeting's announcement name (`greeting_name`,
+            `voicemail_greeting_ja`).
         local_contact: our Contact URI.
         new_token: our To tag when `to_tag` is None.
         to_tag: the To tag of a diverted call's ringing (module rules).

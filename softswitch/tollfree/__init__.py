@@ -24,11 +24,14 @@ Modules: `caller` (number parsing and typing), `areas` (generated prefix table),
 """
 
 from .caller import (
+    SHOW_PREFIX,
+    WITHHOLD_PREFIX,
     CallerKind,
     CallerNumber,
     charging_area_of_number,
     parse_caller,
     prefecture_of_area_code,
+    split_presentation_prefix,
 )
 from .channels import (
     ChannelCounter,
@@ -47,6 +50,8 @@ from .distribution import (
 from .schedule import ScheduleDecision, decide, is_public_holiday
 
 __all__ = [
+    "SHOW_PREFIX",
+    "WITHHOLD_PREFIX",
     "AreaDecision",
     "AreaReason",
     "CallerKind",
@@ -66,5 +71,6 @@ __all__ = [
     "parse_caller",
     "prefecture_of_area_code",
     "saturated_destinations",
+    "split_presentation_prefix",
     "tollfree_channel_limit",
 ]

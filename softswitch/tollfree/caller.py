@@ -45,11 +45,14 @@ import phonenumbers
 from .areas import AREA_PREFIXES
 
 __all__ = [
+    "SHOW_PREFIX",
+    "WITHHOLD_PREFIX",
     "CallerKind",
     "CallerNumber",
     "charging_area_of_number",
     "parse_caller",
     "prefecture_of_area_code",
+    "split_presentation_prefix",
 ]
 
 
@@ -97,8 +100,10 @@ class CallerNumber:
 _WITHHELD_WORDS = frozenset({"anonymous", "restricted", "private", "withheld"})
 _UNAVAILABLE_WORDS = frozenset({"", "unavailable", "unknown"})
 _VISUAL_SEPARATORS = str.maketrans("", "", "-.() \t")  # RFC 3966 §5.1.1, and spaces
-_WITHHOLD_PREFIX = "184"  # 非通知 (番号非通知の特番)
-_SHOW_PREFIX = "186"  # 通知
+WITHHOLD_PREFIX = "184"
+"""非通知: dialled before a number, the caller withholds their number on this call."""
+SHOW_PREFIX = "186"
+"""通知: dialled before a number, the caller shows their number on this call."""
 _INTERNATIONAL_PREFIX = "010"  # Japan's international call prefix
 _COUNTRY_CODE = "81"
 _MOBILE_PREFIXES = ("070", "080", "090")
@@ -153,14 +158,26 @@ def _parsed(user: str) -> CallerNumber:
         return CallerNumber(CallerKind.WITHHELD, withheld=True)
     if word in _UNAVAILABLE_WORDS:
         return CallerNumber(CallerKind.UNAVAILABLE, withheld=False)
-    withheld = False
-    if user.startswith(_WITHHOLD_PREFIX):
-        withheld, user = True, user[len(_WITHHOLD_PREFIX) :]
-    elif user.startswith(_SHOW_PREFIX):
-        user = user[len(_SHOW_PREFIX) :]
+    choice, user = split_presentation_prefix(user)
+    withheld = choice is True
     if withheld and not user:
         return CallerNumber(CallerKind.WITHHELD, withheld=True)
     return _typed(user, withheld=withheld)
+
+
+def split_presentation_prefix(digits: str) -> tuple[bool | None, str]:
+    """Rule 3: the caller's presentation choice in front of `digits`, and the rest.
+
+    Returns:
+        (True, rest) after 184 (withhold), (False, rest) after 186 (show), and
+        (None, digits) when neither leads. Shared with the cloud PBX, where 184/186 are
+        dialled in front of an external number (`softswitch.b2bua.pbx_routing` rule 7).
+    """
+    if digits.startswith(WITHHOLD_PREFIX):
+        return True, digits[len(WITHHOLD_PREFIX) :]
+    if digits.startswith(SHOW_PREFIX):
+        return False, digits[len(SHOW_PREFIX) :]
+    return None, digits
 
 
 def _typed(digits: str, *, withheld: bool) -> CallerNumber:

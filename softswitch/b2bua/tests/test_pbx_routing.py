@@ -379,7 +379,10 @@ def test_gateway_option_goes_out_on_the_tenants_gateway_showing_the_extension() 
 def test_without_an_option_external_dialing_is_refused_with_an_announcement() -> None:
     decision = route(from_mobile("0312345678", "+819012340002"), FROM_MOBILE)
     assert isinstance(decision, CallRejection)
-    assert (decision.status_code, decision.announcement) == (403, CALL_RESTRICTED_ANNOUNCEMENT)
+    assert (decision.status_code, decision.announcement) == (
+        403,
+        f"{CALL_RESTRICTED_ANNOUNCEMENT}_ja",
+    )
     assert decision.kind is CallKind.EXTERNAL
 
 
@@ -387,7 +390,7 @@ def test_fixed_phones_without_a_gateway_and_pbxs_may_not_dial_out() -> None:
     no_gateway = snapshot(trunks=TRUNKS[:4])
     decision = route(invite("0312345678"), PHONE_1001, no_gateway)
     assert isinstance(decision, CallRejection) and decision.status_code == 403
-    assert decision.announcement == CALL_RESTRICTED_ANNOUNCEMENT
+    assert decision.announcement == f"{CALL_RESTRICTED_ANNOUNCEMENT}_ja"
     from_pbx = route(invite("0312345678", caller="3001", caller_host="192.0.2.5"), FROM_PBX)
     assert isinstance(from_pbx, CallRejection) and from_pbx.status_code == 403
 
@@ -420,7 +423,10 @@ def test_emergency_from_a_fixed_phone_or_pbx_is_refused_with_guidance() -> None:
     ):
         decision = route(request, caller)
         assert isinstance(decision, CallRejection)
-        assert (decision.status_code, decision.announcement) == (403, EMERGENCY_ANNOUNCEMENT)
+        assert (decision.status_code, decision.announcement) == (
+            403,
+            f"{EMERGENCY_ANNOUNCEMENT}_ja",
+        )
         assert decision.kind is CallKind.EXTERNAL
 
 
@@ -464,7 +470,10 @@ def test_extension_dialing_from_abroad_is_refused_by_header_or_by_the_api_flag()
     by_flag = route(from_mobile("1001", "+819012340004"), FROM_MOBILE)
     for decision in (by_header, by_flag):
         assert isinstance(decision, CallRejection)
-        assert (decision.status_code, decision.announcement) == (403, CALL_RESTRICTED_ANNOUNCEMENT)
+        assert (decision.status_code, decision.announcement) == (
+            403,
+            f"{CALL_RESTRICTED_ANNOUNCEMENT}_ja",
+        )
         assert decision.kind is CallKind.INTERNAL
     # The header counts only on the mobile trunk's own configuration: another header does
     # not make a line abroad.
