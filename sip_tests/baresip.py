@@ -67,9 +67,19 @@ class Baresip:
     ctrl_port: int
     rtp_ports: tuple[int, int]
     account: str
-    """The `accounts` line, e.g. `<sip:1001@127.0.0.1:5060>;auth_pass=...;regint=300`."""
+    """The `accounts` line, e.g. `<sip:1001@127.0.0.1:5060>;auth_pass=...;regint=300`
+    (the `uanew` parameter instead with `mwi.so`, see `app_modules`)."""
     audio_source: str | None = None
     """`audio_source` value; default `aufile,<directory>/tone.wav` (written at start)."""
+    app_modules: tuple[str, ...] = ()
+    """Extra `module_app` lines, e.g. `("mwi.so",)`: with `;mwi=yes` on the account it
+    SUBSCRIBEs to the account's message-summary once registered (RFC 3842) and logs each
+    NOTIFY body (`mwi_bodies`). With `mwi.so` the account is created over the control
+    socket (`uanew`) once baresip runs, not from the `accounts` file: baresip 1.0.0's
+    mwi module re-subscribes its list from a timer started 1 ms after it loads, and
+    that loop appends to the list it walks, so when the REGISTER's 200 comes before that
+    timer (a busy machine) it subscribes in a tight loop forever and never answers the
+    control socket again. Created later, the account registers after the timer ran."""
     process: subprocess.Popen[bytes] | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     _socket: socket.socket | None = None
@@ -108,10 +118,17 @@ class Baresip:
             "module ctrl_tcp.so",
             "module_app account.so",
             "module_app menu.so",
+            *(f"module_app {module}" for module in self.app_modules),
             f"ctrl_tcp_listen {self.host}:{self.ctrl_port}",
         ]
         (self.directory / "config").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        (self.directory / "accounts").write_text(self.account + "\n", encoding="utf-8")
+        account = "" if self._account_by_command else self.account
+        (self.directory / "accounts").write_text(account + "\n", encoding="utf-8")
+
+    @property
+    def _account_by_command(self) -> bool:
+        """The account is made with `uanew` after start-up (see `app_modules`)."""
+        return "mwi.so" in self.app_modules
 
     def start(self) -> None:
         self.write_config()
@@ -132,13 +149,18 @@ class Baresip:
                 )
             try:
                 self._socket = socket.create_connection((self.host, self.ctrl_port), timeout=1.0)
-                return
+                break
             except OSError:
                 if time.monotonic() > deadline:
                     raise AssertionError(
                         f"baresip {self.name} control port did not open:\n" + self.log_text()
                     ) from None
                 time.sleep(0.05)
+        if self._account_by_command:
+            # Its answer proves the main loop runs; the REGISTER's answers come on later
+            # turns of it, after the start-up timers (due at once) have run.
+            self.command("reginfo")
+            self.command("uanew", self.account)
 
     def stop(self) -> int | None:
         """`quit` over the control socket, then SIGTERM / SIGKILL by PID."""
@@ -259,3 +281,36 @@ class Baresip:
         raise AssertionError(
             f"baresip {self.name} did not register (limit {timeout} s):\n{text}\n" + self.log_text()
         )
+
+    def send_digits(self, digits: str) -> None:
+        """Press `digits` on the current call (`sndcode`: each key pressed and released);
+        baresip sends them as RFC 4733 telephone-events when the answer kept the
+        offered `telephone-event/8000` payload type."""
+        self.command("sndcode", digits)
+
+    def mwi_bodies(self) -> list[str]:
+        """The message-summary bodies of the NOTIFYs received so far, oldest first, as
+        baresip 1.0.0 logs them (`----- MWI for <aor> -----`, the body, a blank line).
+        The log keeps every NOTIFY, whenever it came; the control socket only passes on
+        events while it is connected."""
+        bodies = []
+        for block in self.log_text().split("----- MWI for ")[1:]:
+            _, _, rest = block.partition("\n")
+            bodies.append(rest.split("\n\n", 1)[0].strip())
+        return bodies
+
+    def wait_mwi(self, *needles: str, after: int = 0, timeout: float = 10.0) -> int:
+        """Wait for a NOTIFY body holding every needle among those after the first
+        `after`; returns the number of bodies up to and including it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            bodies = self.mwi_bodies()
+            for index in range(after, len(bodies)):
+                if all(needle in bodies[index] for needle in needles):
+                    return index + 1
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"baresip {self.name}: no MWI NOTIFY with {needles} after the first "
+                    f"{after} within {timeout} s; bodies: {bodies}\n" + self.log_text()
+                )
+            time.sleep(0.05)
