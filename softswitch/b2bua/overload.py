@@ -89,7 +89,7 @@ DEFAULT_MAX_LOOP_LAG = 0.2
 retransmission timer past T1's 500 ms margin soon after (RFC 3261 §17.1.1.2)."""
 DEFAULT_MAX_RECEIVE_FILL = 0.5
 """Share of the SIP socket's receive buffer in use that means overload: half of the
-1 MiB buffer (`softswitch.transport.udp`) is hundreds of datagrams waiting."""
+2 MiB buffer (`softswitch.transport.udp`) is hundreds of datagrams waiting."""
 DEFAULT_OVERLOAD_RETRY_AFTER = 5
 """Retry-After delta-seconds of an overload 503 (module rules: kept short)."""
 
