@@ -147,13 +147,13 @@ class CallerAuthenticator:
         trunk = self._snapshot.trunk_for_source(flow.remote[0], flow.remote[1])
         if trunk is not None and trunk.credential is None:
             # Rule 1: a trusted trunk is not challenged.
-            self.counters["invite_from_trunk"] += 1
+            self.counters[_counter(request, "from_trunk")] += 1
             domain = self._trunk_domain(trunk.tenant_name, request)
             return AuthenticatedCaller(domain, None, trunk.name)
         source = flow.remote[0]
         if self._failures.is_locked(source, now):
             # Rule 2: a locked-out address gets 403 whatever it sends.
-            self.counters["invite_locked_out"] += 1
+            self.counters[_counter(request, "locked_out")] += 1
             return self._responses.create_response(request, 403)
         credentials = _proxy_credentials(request)
         if trunk is not None:
@@ -170,13 +170,13 @@ class CallerAuthenticator:
             realms = self._digest_only_realms()
             if credentials is None and realms:
                 # Rule 1: a peer that may be a digest-only trunk gets their realms.
-                self.counters["invite_challenged"] += 1
+                self.counters[_counter(request, "challenged")] += 1
                 return self._challenge_realms(request, realms, now, stale=False)
-            self.counters["invite_foreign_domain"] += 1
+            self.counters[_counter(request, "foreign_domain")] += 1
             return self._responses.create_response(request, 403)
         domain = from_uri.host.lower()
         if credentials is None:
-            self.counters["invite_challenged"] += 1
+            self.counters[_counter(request, "challenged")] += 1
             subscriber = (
                 None if from_uri.user is None else self._credentials.lookup(domain, from_uri.user)
             )
@@ -205,21 +205,21 @@ class CallerAuthenticator:
         if result.ok and subscriber is not None:
             if subscriber.username != from_uri.user:
                 # Rule 6: authenticated as one extension, calling as another.
-                self.counters["invite_forbidden_from"] += 1
+                self.counters[_counter(request, "forbidden_from")] += 1
                 return self._responses.create_response(request, 403)
-            self.counters["invite_auth_ok"] += 1
+            self.counters[_counter(request, "auth_ok")] += 1
             return AuthenticatedCaller(domain, subscriber.username)
         if result.status is VerificationStatus.WRONG:
-            self.counters["invite_auth_failed"] += 1
+            self.counters[_counter(request, "auth_failed")] += 1
             if self._failures.record_failure(source, now):
                 # Rule 2: this failure reached the threshold.
-                self.counters["invite_auth_lockouts"] += 1
-                self.counters["invite_locked_out"] += 1
+                self.counters[_counter(request, "auth_lockouts")] += 1
+                self.counters[_counter(request, "locked_out")] += 1
                 return self._responses.create_response(request, 403)
         elif result.challenge_stale:
-            self.counters["invite_auth_stale"] += 1
+            self.counters[_counter(request, "auth_stale")] += 1
         else:
-            self.counters["invite_auth_invalid_nonce"] += 1
+            self.counters[_counter(request, "auth_invalid_nonce")] += 1
         return self._challenge(
             request,
             _realm_and_algorithms(subscriber, domain, self._default_algorithms),
@@ -267,7 +267,7 @@ class CallerAuthenticator:
         assert credential is not None
         realm = credential.realm
         if credentials is None or credentials.realm != realm:
-            self.counters["invite_challenged"] += 1
+            self.counters[_counter(request, "challenged")] += 1
             return self._challenge_realms(request, (realm,), now, stale=False)
         stored = (
             {str(algorithm): ha1 for algorithm, ha1 in credential.ha1_by_algorithm.items()}
@@ -276,15 +276,15 @@ class CallerAuthenticator:
         )
         result = verify(credentials, request.method, stored, self._nonces, now, realm)
         if result.ok:
-            self.counters["invite_from_trunk"] += 1
-            self.counters["invite_trunk_auth_ok"] += 1
+            self.counters[_counter(request, "from_trunk")] += 1
+            self.counters[_counter(request, "trunk_auth_ok")] += 1
             domain = self._trunk_domain(trunk.tenant_name, request)
             return AuthenticatedCaller(domain, None, trunk.name)
         if result.status is VerificationStatus.WRONG:
-            self.counters["invite_auth_failed"] += 1
+            self.counters[_counter(request, "auth_failed")] += 1
             if self._failures.record_failure(source, now):
-                self.counters["invite_auth_lockouts"] += 1
-                self.counters["invite_locked_out"] += 1
+                self.counters[_counter(request, "auth_lockouts")] += 1
+                self.counters[_counter(request, "locked_out")] += 1
                 return self._responses.create_response(request, 403)
         return self._challenge_realms(request, (realm,), now, stale=result.challenge_stale)
 
@@ -323,6 +323,12 @@ class CallerAuthenticator:
         for challenge in build_challenges(realm, nonce, algorithms, stale=stale):
             response.headers.add("Proxy-Authenticate", str(challenge))
         return response
+
+
+def _counter(request: Request, outcome: str) -> str:
+    """The counter of `outcome` for the request's method: `invite_challenged`,
+    `subscribe_challenged` (MWI subscribers authenticate as callers do), ..."""
+    return f"{request.method.lower()}_{outcome}"
 
 
 def _realm_and_algorithms(

@@ -361,6 +361,10 @@ def test_a_subscriber_gets_the_state_at_once_then_on_every_change_then_expiry() 
     switch.service.mwi.counts = lambda mailbox: (counts["new"], 2)
     accepted = authenticated_subscribe(switch, "1001", 600)
     assert (accepted.status_code, accepted.headers.get("expires")) == (200, "600")
+    # Counted as SUBSCRIBE outcomes, not as INVITE ones.
+    authentication = switch.service.authenticator_counters
+    assert authentication["subscribe_challenged"] == authentication["subscribe_auth_ok"] == 1
+    assert not any(name.startswith("invite_") for name in authentication), authentication
     (first,) = notifies(switch)
     assert first.headers.get("event") == "message-summary"
     assert first.headers.get("subscription-state") == "active;expires=600"
