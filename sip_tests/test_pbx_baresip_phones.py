@@ -28,7 +28,6 @@ Every wait has a limit; every process is stopped by its PID.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import struct
@@ -44,8 +43,7 @@ from softswitch.media.wav import read_wav
 from . import sipp
 from .baresip import Baresip
 from .conftest import RunningElement, free_port, running
-from .test_baresip import distinct_hosts, free_rtp_range
-from .test_pbx_calls import write_config
+from .test_pbx_calls import registered_phones, write_config
 from .test_voicemail import api_get, api_token
 
 DOMAIN = "127.0.0.1"
@@ -80,43 +78,6 @@ def switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Switch]:
     )  # fmt: skip
     with running(DOMAIN, directory / "softswitch.log", options) as element:
         yield Switch(element, data, f"http://127.0.0.1:{api_port}")
-
-
-@contextlib.contextmanager
-def phones(switch: Switch, tmp_path: Path, *accounts: tuple[str, str]) -> Iterator[list[Baresip]]:
-    """One registered baresip per (extension, account parameters), e.g. ("1001", ";mwi=yes")
-    (loading the `mwi` module); stopped by PID on the way out. Two at most: each RTP
-    range avoids the one before it only."""
-    assert len(accounts) <= 2, accounts
-    hosts = distinct_hosts(len(accounts))
-    instances: list[Baresip] = []
-    rtp: tuple[int, int] | None = None
-    for (number, extra), host in zip(accounts, hosts, strict=True):
-        rtp = free_rtp_range(exclude=rtp)
-        instances.append(
-            Baresip(
-                name=f"phone{number}",
-                directory=tmp_path / f"baresip-{number}",
-                host=host,
-                sip_port=free_port(host),
-                ctrl_port=free_port(host),
-                rtp_ports=rtp,
-                account=(
-                    f"<sip:{number}@{DOMAIN}:{switch.element.port};transport=udp>"
-                    f";auth_pass=pass{number};regint=300{extra}"
-                ),
-                app_modules=("mwi.so",) if "mwi=yes" in extra else (),
-            )
-        )
-    try:
-        for instance in instances:
-            instance.start()
-        for instance in instances:
-            instance.wait_registered()
-        yield instances
-    finally:
-        for instance in instances:
-            instance.stop()
 
 
 def received_packets(phone: Baresip) -> int:
@@ -169,7 +130,9 @@ def record(switch: Switch, **fields: str) -> dict[str, str]:
 def test_emergency_calls_from_fixed_phones_get_guidance_then_403(
     switch: Switch, tmp_path: Path
 ) -> None:
-    with phones(switch, tmp_path, ("1001", ""), ("1002", "")) as (phone_1001, phone_1002):
+    with registered_phones(
+        switch.element.port, tmp_path, ("1001", ""), ("1002", "")
+    ) as (phone_1001, phone_1002):
         dialled = [(phone_1001, "110"), (phone_1002, "119")]
         for phone, number in dialled:
             phone.command("dial", f"sip:{number}@{DOMAIN}:{switch.element.port}")
@@ -198,7 +161,9 @@ def test_voicemail_left_by_a_phone_notified_to_the_owner_and_deleted_with_star98
     token = api_token(base)
     listing_path = "/api/v1/tenants/demo/extensions/1001/voicemail/messages"
     mailbox = switch.data / "voicemail" / "demo" / "1001"
-    with phones(switch, tmp_path, ("1001", ";mwi=yes"), ("1002", "")) as (owner, caller):
+    with registered_phones(
+        switch.element.port, tmp_path, ("1001", ";mwi=yes"), ("1002", "")
+    ) as (owner, caller):
         # The owner's phone subscribed to its message summary: nothing waiting yet.
         seen = owner.wait_mwi("Messages-Waiting: no", "Voice-Message: 0/0")
 

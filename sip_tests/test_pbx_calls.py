@@ -238,6 +238,46 @@ def routed_invite(
     return _invite(_messages(trace))
 
 
+@contextlib.contextmanager
+def registered_phones(
+    switch_port: int, tmp_path: Path, *accounts: tuple[str, str]
+) -> Iterator[list[Baresip]]:
+    """One registered baresip per (extension, account parameters) of the demo domain, e.g.
+    ("1001", ";answermode=auto") or ("1001", ";mwi=yes") (which loads the `mwi` module),
+    on the switch at `switch_port`; stopped by PID on the way out. Two at most: each RTP
+    range avoids the one before it only."""
+    assert len(accounts) <= 2, accounts
+    hosts = distinct_hosts(len(accounts))
+    instances: list[Baresip] = []
+    rtp: tuple[int, int] | None = None
+    for (number, extra), host in zip(accounts, hosts, strict=True):
+        rtp = free_rtp_range(exclude=rtp)
+        instances.append(
+            Baresip(
+                name=f"phone{number}",
+                directory=tmp_path / f"baresip-{number}",
+                host=host,
+                sip_port=free_port(host),
+                ctrl_port=free_port(host),
+                rtp_ports=rtp,
+                account=(
+                    f"<sip:{number}@{DOMAIN}:{switch_port};transport=udp>"
+                    f";auth_pass=pass{number};regint=300{extra}"
+                ),
+                app_modules=("mwi.so",) if "mwi=yes" in extra else (),
+            )
+        )
+    try:
+        for instance in instances:
+            instance.start()
+        for instance in instances:
+            instance.wait_registered()
+        yield instances
+    finally:
+        for instance in instances:
+            instance.stop()
+
+
 def as_phone(number: str, claimed: str | None = None) -> tuple[str, ...]:
     """SIPp arguments of `pbx_uac_phone.xml` for fixed phone `number`: its credentials and
     the identity it claims (its own by default)."""
@@ -251,34 +291,9 @@ def test_mobile_and_fixed_phones_call_each_other_by_extension(
     pbx_switch: PbxSwitch, tmp_path: Path
 ) -> None:
     switch = pbx_switch
-    host_1001, host_1002 = distinct_hosts(2)
-    rtp_1001 = free_rtp_range()
-    rtp_1002 = free_rtp_range(exclude=rtp_1001)
-    phones = []
-    for number, host, rtp, extra in (
-        ("1001", host_1001, rtp_1001, ";answermode=auto"),
-        ("1002", host_1002, rtp_1002, ""),
-    ):
-        phones.append(
-            Baresip(
-                name=f"pbx{number}",
-                directory=tmp_path / f"baresip-{number}",
-                host=host,
-                sip_port=free_port(host),
-                ctrl_port=free_port(host),
-                rtp_ports=rtp,
-                account=(
-                    f"<sip:{number}@{DOMAIN}:{switch.element.port};transport=udp>"
-                    f";auth_pass=pass{number};regint=300{extra}"
-                ),
-            )
-        )
-    phone_1001, phone_1002 = phones
-    try:
-        for phone in phones:
-            phone.start()
-        for phone in phones:
-            phone.wait_registered()
+    with registered_phones(
+        switch.element.port, tmp_path, ("1001", ";answermode=auto"), ("1002", "")
+    ) as (phone_1001, phone_1002):
 
         # Mobile -> fixed: the mobile network asserts 2001's MSISDN; the phone sees 2001.
         status, _ = call(
@@ -317,9 +332,6 @@ def test_mobile_and_fixed_phones_call_each_other_by_extension(
         assert f"sip:1002@{DOMAIN}" in received.from_
         assert received.asserted == f"<sip:1002@{DOMAIN}>"
         assert "kind=external" in record(switch, "to=tel:0312349998", "result=answered")
-    finally:
-        for phone in phones:
-            phone.stop()
 
 
 def test_mobile_to_mobile_and_the_2in1_b_extension(pbx_switch: PbxSwitch, tmp_path: Path) -> None:
