@@ -57,7 +57,8 @@ __all__ = [
 
 
 def tenant_view(tenant: Tenant) -> dict[str, object]:
-    """A tenant's contract information, SIP domain and announcement language."""
+    """A tenant's contract information, SIP domain, announcement language and outbound
+    carrier trunks."""
     return {
         "name": tenant.name,
         "contract_holder_name": tenant.contract_holder_name,
@@ -66,6 +67,8 @@ def tenant_view(tenant: Tenant) -> dict[str, object]:
         "sip_domain": tenant.sip_domain,
         # Unset only on a new row before its first flush (the column default is `ja`).
         "announcement_language": str(tenant.announcement_language or AnnouncementLanguage.JA),
+        "pstn_trunk": tenant.pstn_trunk,
+        "mobile_trunk": tenant.mobile_trunk,
     }
 
 
@@ -140,6 +143,7 @@ def trunk_view(trunk: Trunk) -> dict[str, object]:
         "auth_realm": trunk.auth_realm,
         "caller_area_header": trunk.caller_area_header,
         "abroad_header": trunk.abroad_header,
+        "identity_trusted": trunk.identity_trusted,
     }
 
 

@@ -8,6 +8,11 @@ Rules:
 - Secrets are stored as HA1 digests only (`SipCredential`), never as plain passwords.
 - Extension numbers are unique per tenant across all its sites (one numbering group).
 - A tenant's SIP domain is unique: it is how a request's domain finds its tenant.
+- A tenant's outbound carrier trunks (`pstn_trunk`, `mobile_trunk`) are trunk names, not
+  foreign keys: a tenant -> trunk key would close a cycle with `trunk.tenant_id` (which
+  every backend then needs as an ALTER-added constraint). Trunk names never change, and
+  both writers (the Customer Control API, provisioning) check that the name is a
+  carrier-wide trunk of the right kind and refuse to delete or re-kind a named trunk.
 - Enums are stored as their string values (`native_enum=False`), so SQLite and PostgreSQL
   hold the same text and adding a value needs no `ALTER TYPE`.
 - `Registration` rows are switch state, not configuration: the registrar writes them so a
@@ -161,6 +166,13 @@ class Tenant(Base):
     )
     """The language of the refusal announcements and voicemail greeting the tenant's
     cloud PBX calls play (a customer setting; `ja` by default)."""
+    pstn_trunk: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The carrier-wide `pstn` trunk the tenant's outbound calls leave on (050 external
+    calls, emergency calls from its mobile lines), by trunk name; null: the carrier-wide
+    default (an operator setting, the carrier's interconnect choice)."""
+    mobile_trunk: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The carrier-wide `mobile_network` trunk calls to the tenant's mobile extensions
+    leave on, by trunk name; null: the carrier-wide default."""
 
     sites: Mapped[list[Site]] = relationship(back_populates="tenant")
     extensions: Mapped[list[Extension]] = relationship(back_populates="tenant")
@@ -332,6 +344,11 @@ class Trunk(Base):
     abroad_header: Mapped[str | None] = mapped_column(String(64), default=None)
     """Header whose presence on a mobile trunk's request says the line is abroad
     (issue 6 part 6, e.g. `P-Visited-Network-ID`); null: only the stored state counts."""
+    identity_trusted: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    """Whether the peer is inside our trust domain for the identities we send it (RFC 3325
+    §2 Spec(T)): a withheld call then gets P-Asserted-Identity with `Privacy: id`, else
+    no P-Asserted-Identity. Null: by kind (PSTN and mobile network trusted, customer PBXs
+    and gateways not); true/false overrides."""
 
     tenant: Mapped[Tenant | None] = relationship()
     source_addresses: Mapped[list[TrunkSourceAddress]] = relationship(

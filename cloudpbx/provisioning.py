@@ -27,7 +27,12 @@ Rules:
 - Tenants: `address` and `basic_contract` are contract information;
   `announcement_language` (`ja` or `en`) is the language of the recordings the tenant's
   cloud PBX calls play. It is a customer setting the Customer Control API changes too,
-  so a file that leaves it out keeps the stored value (`ja` for a new tenant). Mobile lines
+  so a file that leaves it out keeps the stored value (`ja` for a new tenant).
+  `pstn_trunk` and `mobile_trunk` name the carrier-wide `pstn` / `mobile_network` trunk
+  (a trunk of this file, of that kind, without `tenant`) the tenant's outbound calls leave
+  on; they are the operator's, like the contract information, so leaving one out sets the
+  carrier-wide default. A trunk a stored tenant (one the file leaves out) names cannot
+  change kind or get a tenant. Mobile lines
   (`mobile_lines:`) are stored in E.164 (`cloudpbx.rules.normalize_msisdn`); a line's
   contract holder defaults to the tenant's and a different holder is refused (the
   same-name rule, `cloudpbx.rules.same_contract_holder`). `option_050` needs its
@@ -49,6 +54,8 @@ Rules:
 - Trunks of kind `customer_pbx` and `external_gateway` belong to a tenant. A trunk's
   `caller_area_header` and `abroad_header` (issue 6; e.g. `P-Visited-Network-ID` on the
   mobile trunk) are SIP header names: RFC 3261 §25.1 tokens (`cloudpbx.rules.check_header_name`).
+  `identity_trusted` (true/false; left out: by kind) says whether the peer is in our trust
+  domain for the identities we send it (`softswitch.b2bua.pbx_routing` rule 7).
 - Toll-free numbers are stored in national form (`cloudpbx.rules.normalize_tollfree_number`),
   destination numbers too. The channel setting (default: the contracted channels) is at
   most the contract. A destination set named `default` is required; each set follows
@@ -356,6 +363,11 @@ class TenantSpec(_Spec):
     ] = ""
     announcement_language: AnnouncementLanguage | None = None
     """`ja` or `en`; None: as stored (`ja` for a new tenant), a customer setting."""
+    pstn_trunk: Name | None = None
+    """The carrier-wide `pstn` trunk of the tenant's outbound calls; None: the default."""
+    mobile_trunk: Name | None = None
+    """The carrier-wide `mobile_network` trunk of calls to its mobile extensions; None:
+    the default."""
     sites: list[SiteSpec] = []
     mobile_lines: list[MobileLineSpec] = []
     extensions: list[ExtensionSpec] = []
@@ -382,6 +394,8 @@ class TrunkSpec(_Spec):
     """The header in which the trunk asserts the caller's charging area (issue 5)."""
     abroad_header: Annotated[str, Strict(), AfterValidator(check_header_name)] | None = None
     """The header whose presence says the calling mobile line is abroad (issue 6)."""
+    identity_trusted: StrictBool | None = None
+    """In our trust domain for the identities we send (RFC 3325 §2); None: by kind."""
 
 
 class AccountSpec(_Spec):
@@ -613,6 +627,10 @@ def _span_overlaps(spans: Iterable[_NumberSpan]) -> list[tuple[_NumberSpan, _Num
     return found
 
 
+_TENANT_TRUNK_KINDS = (("pstn_trunk", TrunkKind.PSTN), ("mobile_trunk", TrunkKind.MOBILE_NETWORK))
+"""A tenant's outbound carrier trunk settings and the kind each must name."""
+
+
 def _check_tenant(
     tenant: TenantSpec,
     prefix: str,
@@ -647,6 +665,16 @@ def _check_tenant(
             if not line.option_050:
                 issues.add(f"{path}.option_050", "must be true when number_050 is given")
             issues.first_seen(numbers_050, line.number_050, f"{path}.number_050", "050 number")
+
+    for key, wanted in _TENANT_TRUNK_KINDS:
+        name = getattr(tenant, key)
+        if name is None:
+            continue
+        named = trunks.get(name)
+        if named is None:
+            issues.add(f"{prefix}.{key}", "names no trunk in this file")
+        elif named.kind is not wanted or named.tenant is not None:
+            issues.add(f"{prefix}.{key}", f"must name a carrier-wide {wanted.value} trunk")
 
     numbers: dict[Any, str] = {}
     usernames: dict[Any, str] = {}
@@ -1181,6 +1209,8 @@ def _apply_tenant(
             "sip_domain": spec.sip_domain,
             "address": spec.address,
             "basic_contract": spec.basic_contract,
+            "pstn_trunk": spec.pstn_trunk,
+            "mobile_trunk": spec.mobile_trunk,
             **(
                 {}
                 if spec.announcement_language is None
@@ -1384,6 +1414,7 @@ def _apply_trunk(
             "auth_ha1_sha256": ha1_sha256,
             "caller_area_header": spec.caller_area_header,
             "abroad_header": spec.abroad_header,
+            "identity_trusted": spec.identity_trusted,
         },
     )
     stored = [(source.address, source.port) for source in trunk.source_addresses]
@@ -1404,6 +1435,30 @@ def _apply_trunk(
             before=before,
             after=functools.partial(trunk_view, trunk),
         )
+
+
+def _named_trunk_conflicts(session: Session, document: ProvisioningFile) -> list[ProvisioningIssue]:
+    """A stored tenant the file leaves out whose `pstn_trunk` / `mobile_trunk` names a trunk
+    the file makes another kind or gives a tenant (the file's own tenants are checked by
+    `_check_tenant`)."""
+    conflicts: list[ProvisioningIssue] = []
+    for index, spec in enumerate(document.trunks):
+        for key, kind in _TENANT_TRUNK_KINDS:
+            if spec.kind is kind and spec.tenant is None:
+                continue
+            user = session.scalars(
+                select(Tenant.name).where(getattr(Tenant, key) == spec.name)
+            ).first()
+            if user is not None:
+                field = "kind" if spec.kind is not kind else "tenant"
+                conflicts.append(
+                    ProvisioningIssue(
+                        f"trunks[{index}].{field}",
+                        f"the stored tenant {user} names this trunk as its {key}"
+                        f" (a carrier-wide {kind.value} trunk): change the tenant first",
+                    )
+                )
+    return conflicts
 
 
 def _apply_account(
@@ -1686,7 +1741,7 @@ def provision(
             _apply_tenant(session, tenant_spec, applied, result)
         for trunk_spec in document.trunks:
             _apply_trunk(session, trunk_spec, applied, result)
-        conflicts: list[ProvisioningIssue] = []
+        conflicts = _named_trunk_conflicts(session, document)
         for tenant_index, tenant_spec in enumerate(document.tenants):
             conflicts += _apply_extensions(session, tenant_spec, tenant_index, applied, result)
         if conflicts:

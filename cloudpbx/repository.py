@@ -133,6 +133,7 @@ def _trunk_entry(trunk: Trunk, tenant_names: dict[int, str]) -> TrunkEntry:
         credential=credential,
         caller_area_header=trunk.caller_area_header,
         abroad_header=trunk.abroad_header,
+        identity_trusted=trunk.identity_trusted,
     )
 
 
@@ -280,6 +281,8 @@ def load_snapshot(session: Session) -> ConfigSnapshot:
                 address=tenant.address,
                 basic_contract=tenant.basic_contract,
                 announcement_language=tenant.announcement_language,
+                pstn_trunk=tenant.pstn_trunk,
+                mobile_trunk=tenant.mobile_trunk,
             )
         )
         for extension in sorted(tenant.extensions, key=_by_id):

@@ -195,6 +195,11 @@ class TenantEntry:
     basic_contract: str = ""
     announcement_language: AnnouncementLanguage = AnnouncementLanguage.JA
     """The language of the announcements and voicemail greeting its calls play."""
+    pstn_trunk: str | None = None
+    """The carrier-wide PSTN trunk its outbound calls leave on; None: the default."""
+    mobile_trunk: str | None = None
+    """The carrier-wide mobile network trunk calls to its mobile extensions leave on;
+    None: the default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +232,8 @@ class TrunkEntry:
     """Header in which the trunk asserts the caller's charging area code (issue 5)."""
     abroad_header: str | None = None
     """Header whose presence says the calling mobile line is abroad (issue 6)."""
+    identity_trusted: bool | None = None
+    """In our trust domain for the identities we send it (RFC 3325 §2); None: by kind."""
 
 
 @dataclass(frozen=True, slots=True)

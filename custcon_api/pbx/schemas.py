@@ -66,6 +66,7 @@ __all__ = [
     "USER_EXTENSION_FIELDS",
 ]
 
+
 def _check_source(text: str) -> str:
     return format_source(*parse_source_address(text))
 
@@ -135,6 +136,12 @@ class TenantCreate(_Request):
     announcement_language: AnnouncementLanguage = AnnouncementLanguage.JA
     """The language of the refusal announcements and voicemail greeting of the tenant's
     calls: `ja` (default) or `en`."""
+    pstn_trunk: TrunkName | None = None
+    """The carrier-wide `pstn` trunk the tenant's outbound calls leave on; null: the
+    carrier-wide default."""
+    mobile_trunk: TrunkName | None = None
+    """The carrier-wide `mobile_network` trunk calls to the tenant's mobile extensions leave
+    on; null: the carrier-wide default."""
 
 
 class TenantUpdate(_Request):
@@ -146,6 +153,10 @@ class TenantUpdate(_Request):
     sip_domain: Annotated[SipDomain | None, NotNull] = None
     announcement_language: Annotated[AnnouncementLanguage | None, NotNull] = None
     """`ja` or `en`: the one field a tenant administrator may change here."""
+    pstn_trunk: TrunkName | None = None
+    """A carrier-wide `pstn` trunk's name; null: back to the carrier-wide default."""
+    mobile_trunk: TrunkName | None = None
+    """A carrier-wide `mobile_network` trunk's name; null: the carrier-wide default."""
 
 
 TENANT_ADMIN_TENANT_FIELDS = frozenset({"announcement_language"})
@@ -160,6 +171,8 @@ class TenantPublic(BaseModel):
     basic_contract: str
     sip_domain: str
     announcement_language: AnnouncementLanguage
+    pstn_trunk: str | None = None
+    mobile_trunk: str | None = None
 
 
 class SiteCreate(_Request):
@@ -332,6 +345,10 @@ class TrunkCreate(_Request):
     abroad_header: HeaderName | None = None
     """The header whose presence on the trunk's INVITE says the calling mobile line is
     abroad (a `mobile_network` trunk); null: none."""
+    identity_trusted: bool | None = None
+    """The peer is in our trust domain for the identities we send it (RFC 3325 §2): a
+    withheld call gets P-Asserted-Identity with `Privacy: id` (true) or none (false);
+    null: by kind (`pstn` and `mobile_network` trusted)."""
 
 
 class TrunkUpdate(_Request):
@@ -351,6 +368,7 @@ class TrunkUpdate(_Request):
     auth_realm: AuthRealm | None = None
     caller_area_header: HeaderName | None = None
     abroad_header: HeaderName | None = None
+    identity_trusted: bool | None = None
 
 
 class TrunkPublic(BaseModel):
@@ -368,3 +386,4 @@ class TrunkPublic(BaseModel):
     auth_realm: str | None
     caller_area_header: str | None = None
     abroad_header: str | None = None
+    identity_trusted: bool | None = None

@@ -10,6 +10,12 @@ Rules:
   field) picks the recordings the switch plays on the tenant's cloud PBX calls (refusal
   announcements, voicemail greeting; `softswitch.b2bua.pbx_routing` rule 8). Like every
   change it is audited (`tenant.update`) and reaches the switches at once (`CONFIG`).
+- `pstn_trunk` and `mobile_trunk` (the operator's: the carrier's interconnect choice)
+  name the carrier-wide `pstn` / `mobile_network` trunk the tenant's outbound calls leave
+  on (`softswitch.b2bua.pbx_routing`, outbound trunks); null is the carrier-wide default.
+  A name that is no trunk, a trunk of another kind or a tenant's own trunk is 422 naming
+  the field. A trunk a tenant names is not deleted nor changed to another kind or tenant
+  (409, `custcon_api.pbx.trunks`).
 - A tenant's name and SIP domain are unique (409). The name is its identifier (account
   logins are `LOCAL@TENANT`), so it never changes.
 - The SIP domain is the digest realm of every SIP password of the tenant: the stored
@@ -31,7 +37,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
-from cloudpbx.domain import AccountRole
+from cloudpbx.domain import AccountRole, TrunkKind
 from cloudpbx.models import Account, Base, Extension, MobileLine, SipCredential, Site, Tenant, Trunk
 from cloudpbx.rules import same_contract_holder
 from custcon_api.deps import AppContext, Principal
@@ -89,6 +95,29 @@ def _domain_taken(session: Session, sip_domain: str, tenant_id: int | None) -> b
     )
 
 
+_CARRIER_TRUNK_FIELDS = {"pstn_trunk": TrunkKind.PSTN, "mobile_trunk": TrunkKind.MOBILE_NETWORK}
+"""A tenant's outbound carrier trunk settings and the kind each must name."""
+
+
+def _carrier_trunk_problems(session: Session, values: dict[str, str | None]) -> list[FieldProblem]:
+    """422 problems of the `pstn_trunk` / `mobile_trunk` values given (None: the default)."""
+    problems: list[FieldProblem] = []
+    for field, name in values.items():
+        if name is None:
+            continue
+        kind = _CARRIER_TRUNK_FIELDS[field]
+        trunk = session.scalars(select(Trunk).where(Trunk.name == name)).one_or_none()
+        if trunk is None:
+            problems.append(FieldProblem(field, "unknown_trunk", "names no trunk"))
+        elif trunk.tenant_id is not None:
+            problems.append(
+                FieldProblem(field, "tenant_trunk", "must name a carrier-wide trunk (no tenant)")
+            )
+        elif trunk.kind is not kind:
+            problems.append(FieldProblem(field, "trunk_kind", f"must name a {kind.value} trunk"))
+    return problems
+
+
 def create_tenant(
     session: Session,
     context: AppContext,
@@ -100,8 +129,14 @@ def create_tenant(
 
     Raises:
         Forbidden: not an operator. Conflict: name or SIP domain taken.
+        InvalidFields: `pstn_trunk` / `mobile_trunk` names no carrier-wide trunk of its kind.
     """
     require_operator(principal, "create tenants")
+    problems = _carrier_trunk_problems(
+        session, {"pstn_trunk": body.pstn_trunk, "mobile_trunk": body.mobile_trunk}
+    )
+    if problems:
+        raise InvalidFields(problems)
     if session.scalars(select(Tenant.id).where(Tenant.name == body.name)).first() is not None:
         raise Conflict("a tenant with this name exists")
     if _domain_taken(session, body.sip_domain, None):
@@ -113,6 +148,8 @@ def create_tenant(
         basic_contract=body.basic_contract,
         sip_domain=body.sip_domain,
         announcement_language=body.announcement_language,
+        pstn_trunk=body.pstn_trunk,
+        mobile_trunk=body.mobile_trunk,
     )
     session.add(tenant)
     session.flush()
@@ -138,13 +175,14 @@ def update_tenant(
     body: TenantUpdate,
     remote_address: str | None,
 ) -> Tenant:
-    """Change a tenant's contract information, SIP domain or announcement language (see
-    the module rules).
+    """Change a tenant's contract information, SIP domain, announcement language or outbound
+    carrier trunks (see the module rules).
 
     Raises:
         Forbidden, NotFound: not an operator (nor the tenant's administrator changing
             only its own settings); no such tenant.
-        InvalidFields: the new contract holder is not the holder of its mobile lines.
+        InvalidFields: the new contract holder is not the holder of its mobile lines;
+            `pstn_trunk` / `mobile_trunk` names no carrier-wide trunk of its kind.
         Conflict: SIP domain taken, or it cannot change while SIP passwords use it.
     """
     authorize_tenant(principal, tenant_name, ADMINS)
@@ -157,6 +195,14 @@ def update_tenant(
         )
     tenant = tenant_by_name(session, tenant_name)
     before = tenant_view(tenant)
+    trunk_settings: dict[str, str | None] = {
+        field: getattr(body, field)
+        for field in _CARRIER_TRUNK_FIELDS
+        if field in body.model_fields_set
+    }
+    problems = _carrier_trunk_problems(session, trunk_settings)
+    if problems:
+        raise InvalidFields(problems)
     holder = body.contract_holder_name
     if holder is not None and holder != tenant.contract_holder_name:
         lines = session.scalars(select(MobileLine).where(MobileLine.tenant_id == tenant.id))
@@ -193,6 +239,10 @@ def update_tenant(
         tenant.basic_contract = body.basic_contract
     if body.announcement_language is not None:
         tenant.announcement_language = body.announcement_language
+    if "pstn_trunk" in trunk_settings:
+        tenant.pstn_trunk = trunk_settings["pstn_trunk"]
+    if "mobile_trunk" in trunk_settings:
+        tenant.mobile_trunk = trunk_settings["mobile_trunk"]
     after = tenant_view(tenant)
     if after != before:
         commit_change(

@@ -18,6 +18,13 @@ Rules:
   them); `auth_username: null` removes authentication.
 - A trunk that customer PBX extensions route to cannot be deleted, leave its tenant or
   stop being a `customer_pbx` trunk (409): those extensions change first.
+- A `pstn` or `mobile_network` trunk a tenant names as its `pstn_trunk` /
+  `mobile_trunk` (`custcon_api.pbx.tenants`) cannot be deleted, change kind or get a
+  tenant (409): the tenant's setting changes first.
+- `identity_trusted` (true, false, or null: by kind) says whether the peer is in our trust
+  domain for the identities we send it (RFC 3325 §2; `softswitch.b2bua.pbx_routing`
+  rule 7): a customer's gateway or PBX inside the trust domain can be marked trusted, a
+  carrier trunk untrusted. It does not change what we accept from the trunk.
 - `caller_area_header` and `abroad_header` are SIP header names (RFC 3261 §25.1 tokens,
   422 naming the field otherwise); null (or absent at creation) means none.
 - Every change writes its audit row (`trunk.create` / `.update` / `.delete`) and
@@ -26,7 +33,7 @@ Rules:
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from cloudpbx.domain import AccountRole, DigestAlgorithm, TrunkKind, compute_ha1
@@ -144,6 +151,19 @@ def _routed_extension(session: Session, trunk: Trunk) -> str | None:
     return session.scalars(select(Extension.number).where(Extension.trunk_id == trunk.id)).first()
 
 
+def _naming_tenant(session: Session, trunk: Trunk) -> str | None:
+    """`TENANT's pstn_trunk` (or mobile_trunk) of a tenant that names the trunk, else None."""
+    row = session.execute(
+        select(Tenant.name, Tenant.pstn_trunk == trunk.name)
+        .where(or_(Tenant.pstn_trunk == trunk.name, Tenant.mobile_trunk == trunk.name))
+        .order_by(Tenant.name)
+    ).first()
+    if row is None:
+        return None
+    name, as_pstn = row
+    return f"tenant {name}'s {'pstn_trunk' if as_pstn else 'mobile_trunk'}"
+
+
 def create_trunk(
     session: Session,
     context: AppContext,
@@ -188,6 +208,7 @@ def create_trunk(
         capacity=body.capacity,
         caller_area_header=body.caller_area_header,
         abroad_header=body.abroad_header,
+        identity_trusted=body.identity_trusted,
         source_addresses=[
             TrunkSourceAddress(address=address, port=port) for address, port in sources
         ],
@@ -223,7 +244,8 @@ def update_trunk(
         Forbidden, NotFound: not an operator; no such trunk.
         InvalidFields: as for `create_trunk`; a new username or realm without password.
         Conflict: a source is another trunk's; extensions route to the trunk and it
-            would stop being their tenant's customer PBX trunk.
+            would stop being their tenant's customer PBX trunk; a tenant names it as its
+            `pstn_trunk` / `mobile_trunk` and it would change kind or get a tenant.
     """
     require_operator(principal, "change trunks")
     trunk = _trunk_by_name(session, name)
@@ -245,6 +267,10 @@ def update_trunk(
                 raise Conflict(
                     f"customer_pbx extension {routed} routes to this trunk: change it first"
                 )
+            if (kind is not trunk.kind or tenant is not None) and (
+                naming := _naming_tenant(session, trunk)
+            ) is not None:
+                raise Conflict(f"this trunk is {naming}: change the tenant first")
         else:
             tenant = trunk.tenant
         sources = None
@@ -286,6 +312,8 @@ def update_trunk(
             trunk.caller_area_header = body.caller_area_header
         if "abroad_header" in fields:
             trunk.abroad_header = body.abroad_header
+        if "identity_trusted" in fields:
+            trunk.identity_trusted = body.identity_trusted
         if sources is not None and sources != [
             (source.address, source.port) for source in trunk.source_addresses
         ]:
@@ -319,17 +347,21 @@ def delete_trunk(
     name: str,
     remote_address: str | None,
 ) -> None:
-    """Delete a trunk no extension routes to.
+    """Delete a trunk no extension routes to and no tenant names.
 
     Raises:
         Forbidden, NotFound: not an operator; no such trunk.
-        Conflict: customer PBX extensions route to it.
+        Conflict: customer PBX extensions route to it, or a tenant names it as its
+            `pstn_trunk` / `mobile_trunk`.
     """
     require_operator(principal, "delete trunks")
     trunk = _trunk_by_name(session, name)
     routed = _routed_extension(session, trunk)
     if routed is not None:
         raise Conflict(f"customer_pbx extension {routed} routes to this trunk: delete it first")
+    naming = _naming_tenant(session, trunk)
+    if naming is not None:
+        raise Conflict(f"this trunk is {naming}: change the tenant first")
     before = trunk_view(trunk)
     tenant_id = trunk.tenant_id
     session.delete(trunk)

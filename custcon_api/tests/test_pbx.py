@@ -104,6 +104,8 @@ def test_operator_creates_reads_changes_and_deletes_a_tenant(
         **body,
         "sip_domain": "acme.example.jp",
         "announcement_language": "ja",
+        "pstn_trunk": None,
+        "mobile_trunk": None,
     }
     assert subscriber.received() == [CONFIG]
     assert api.get(f"{TENANTS}/acme", headers=operator).json()["basic_contract"] == "BC-0001"
@@ -742,6 +744,7 @@ def test_operator_manages_trunks(
         "auth_realm": "carrier.example.jp",
         "caller_area_header": None,
         "abroad_header": None,
+        "identity_trusted": None,
     }
     assert subscriber.received() == [CONFIG]
     with session_factory() as session:

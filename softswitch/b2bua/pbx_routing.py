@@ -10,7 +10,11 @@ Rules, in the order they apply:
    (RFC 3325 §5: the trunk is in our trust domain); from anything else it is ignored, and
    our INVITEs never copy the caller's (`Call` copies no such header): the identity the
    callee sees is always the one this module writes. A subscriber (fixed IP phone) is
-   the extension it authenticated as, whatever it claims.
+   the extension it authenticated as, whatever it claims. "Trusted" here is every trunk
+   `caller_auth` recognised (source address and/or digest), whatever its kind and its
+   `identity_trusted` setting: a customer PBX names its extension this way, the mobile
+   network its line, and the assertion is checked against our own lines and ranges
+   (rule 2). `identity_trusted` (rule 7) is about what we send, not what we accept.
 2. The origin of the call:
    - a fixed IP phone: its authenticated extension;
    - the mobile network trunk (`mobile_network`): the caller is the MSISDN the trunk
@@ -45,17 +49,18 @@ Rules, in the order they apply:
    the callee's kind:
    - fixed IP phone: its registered contacts, its static contact, else 480
      (`routing.route_to_extension`);
-   - mobile: out on the mobile network trunk, Request-URI `sip:<A MSISDN>@<trunk>`
-     (the handset's own number), with `P-Called-Party-ID: <tel:NUMBER>` (RFC 3455 §4.2)
-     naming the number that was called: the A number, or the 2in1 B number for a call to
-     the B extension (that header is how a B call is marked). A line abroad (operator
-     API) is called only with the roaming option; without it 480 (the `callee` of the
-     rejection is the extension: the voicemail diversion's hook);
+   - mobile: out on the tenant's mobile network trunk (outbound trunks), Request-URI
+     `sip:<A MSISDN>@<trunk>` (the handset's own number), with
+     `P-Called-Party-ID: <tel:NUMBER>` (RFC 3455 §4.2) naming the number that was
+     called: the A number, or the 2in1 B number for a call to the B extension (that
+     header is how a B call is marked). A line abroad (operator API) is called only with
+     the roaming option; without it 480 (the `callee` of the rejection is the extension:
+     the voicemail diversion's hook);
    - customer PBX: out on the range's trunk, Request-URI `sip:<dialled number>@<trunk>`.
      A PBX calling a number of its own range gets 482 (Loop Detected, RFC 3261 §21.4.20):
      the PBX connects its own extensions itself.
 5. External calls (kind `external`), by origin:
-   - mobile line with the 050 option: out on the carrier PSTN trunk, From
+   - mobile line with the 050 option: out on the tenant's PSTN trunk (outbound trunks), From
      `<sip:050NUMBER@DOMAIN>` and P-Asserted-Identity `<tel:+8150NUMBER>`;
    - else with the gateway option: out on the tenant's `external_gateway` trunk showing
      the line's extension (the customer's gateway maps it to its own lines);
@@ -72,9 +77,9 @@ Rules, in the order they apply:
    them with guidance; 0AB-J services must offer them).
    - From a mobile line: never refused by options or roaming. A handset places emergency
      calls through the mobile network directly; if the mobile trunk does hand one to us,
-     it goes out on the carrier PSTN trunk showing the line's own MSISDN (the number the
-     centre calls back; the "extension, never the mobile number" rule is about extension
-     calls), whatever the line's options.
+     it goes out on the tenant's PSTN trunk (outbound trunks) showing the line's own
+     MSISDN (the number the centre calls back; the "extension, never the mobile number"
+     rule is about extension calls), whatever the line's options.
    - From a fixed IP phone or a customer PBX: refused, 403 with the
      `emergency_unavailable` announcement ("call from a mobile or fixed line"): our
      extensions have no public number to call back nor a registered location, and a
@@ -87,8 +92,8 @@ Rules, in the order they apply:
    - The caller withholds their identity on a call when it dials 184 in front of a full
      number, or, without 184/186, when its INVITE carries `Privacy: id`, `header` or
      `user` or an anonymous From (`softswitch.b2bua.privacy`; from a mobile line that
-     is what the mobile network sends for the handset). 186 shows the identity on this call even
-     when the INVITE asks for privacy (a phone or line set to withhold by default, as
+     is what the mobile network sends for the handset). 186 shows the identity on this
+     call even when the INVITE asks for privacy (a phone or line set to withhold by default, as
      186 overrides a line's default withholding in Japan). 184/186 are read only in
      front of a full or emergency number (rule 3) and never sent on.
    - Extension calls inside the tenant honour it too (RFC 3323: a caller who asked for
@@ -99,14 +104,19 @@ Rules, in the order they apply:
      P-Asserted-Identity, RFC 3325 §5).
    - A withheld call, wherever it goes, shows From `"Anonymous"
      <sip:anonymous@anonymous.invalid>` (RFC 3323 §4.1.1.3). Toward a trusted trunk
-     (`identity_trusted`: the carrier PSTN and mobile network trunks, our trust domain,
-     RFC 3325 §2) P-Asserted-Identity is still sent, as rules 4 and 5 write it (the
-     network needs it: charging, malicious-call tracing, emergency), with `Privacy: id`
-     so the network withholds it from the far end (RFC 3325 §9.3). Toward anything else
-     (a phone, a customer PBX, an external-line gateway: the customer's equipment)
+     (`identity_trusted`, our trust domain, RFC 3325 §2 Spec(T)) P-Asserted-Identity is
+     still sent, as rules 4 and 5 write it (the network needs it: charging,
+     malicious-call tracing, emergency), with `Privacy: id` so the network withholds it
+     from the far end (RFC 3325 §9.3). Toward anything else (a phone, an untrusted trunk)
      P-Asserted-Identity is removed (RFC 3325 §5, §7) and no Privacy is sent (the
      privacy function was performed here, RFC 3323 §4.2). P-Called-Party-ID is about the
      callee and stays.
+   - Which trunks are trusted: the trunk's `identity_trusted` setting (an operator's
+     choice) when it has one, else by kind: the carrier PSTN and mobile network trunks
+     are, a customer PBX or external-line gateway (the customer's equipment) is not. So a
+     customer's gateway or PBX inside the trust domain can be marked trusted, and a
+     carrier trunk outside it untrusted. The setting governs only what we send; what we
+     accept from a trunk is rule 1, unchanged by it.
    - Emergency calls ignore withholding (rule 6).
 8. Announcement language: a refusal's announcement is `<kind>_<language>`
    (`announcement_name`; `configs/announcements/<kind>_<language>.wav`) in the
@@ -115,9 +125,15 @@ Rules, in the order they apply:
    caller is refused without an announcement, rules 5 and 6). The voicemail greeting is
    in the callee's (the mailbox owner's) tenant's language (`voicemail_call.greeting_name`).
 - Outbound trunks: the mobile network trunk and the PSTN trunk are carrier-wide (no
-  tenant); when several of a kind exist, the one named `mobile` / `pstn` is used, else the
-  first by name (`carrier_trunk`). Gateways and customer PBXs are the tenant's own. A
-  missing or unreachable (TLS: not spoken yet) outbound trunk: 480.
+  tenant). A tenant may have its own choice of each (`TenantEntry.pstn_trunk` /
+  `mobile_trunk`, an operator setting): 050 external calls and emergency calls of its
+  mobile lines leave on its PSTN trunk, calls to its mobile extensions (from anyone) on
+  its mobile trunk (`outbound_trunk`; the tenant is the caller's line's for the first two,
+  the callee extension's for the last). Without a choice (or one that names no
+  carrier-wide trunk of that kind in the snapshot, which the writers refuse), or when
+  several of a kind exist, the one named `mobile` / `pstn` is used, else the first by name
+  (`carrier_trunk`). Gateways and customer PBXs are the tenant's own. A missing or
+  unreachable (TLS: not spoken yet) outbound trunk: 480.
 - Trunk capacity (`TrunkEntry.capacity`): a call that would leave on a trunk already
   carrying that many calls (cloud PBX and toll-free calls counted together) gets 486 Busy
   Here (RFC 3261 §21.4.24: every outside line is in use); emergency calls are never
@@ -167,6 +183,7 @@ __all__ = [
     "dialled_number",
     "identify_origin",
     "identity_trusted",
+    "outbound_trunk",
     "route_pbx_call",
     "tenant_language",
 ]
@@ -391,6 +408,31 @@ def carrier_trunk(snapshot: ConfigSnapshot, kind: TrunkKind) -> TrunkEntry | Non
     return candidates[0] if candidates else None
 
 
+def outbound_trunk(
+    snapshot: ConfigSnapshot, tenant_name: str | None, kind: TrunkKind
+) -> TrunkEntry | None:
+    """The carrier trunk of `kind` (PSTN or mobile network) a call of tenant `tenant_name`
+    leaves on: the tenant's `pstn_trunk` / `mobile_trunk` when set, else `carrier_trunk`
+    (module rules: outbound trunks).
+
+    A setting that does not name a carrier-wide trunk of `kind` in `snapshot` (the writers
+    refuse one, so only a snapshot built by hand has it) gives the carrier-wide default: an
+    emergency call must still leave.
+    """
+    tenant = None if tenant_name is None else snapshot.tenants.get(tenant_name)
+    name = None
+    if tenant is not None:
+        settings = {
+            TrunkKind.PSTN: tenant.pstn_trunk,
+            TrunkKind.MOBILE_NETWORK: tenant.mobile_trunk,
+        }
+        name = settings.get(kind)
+    chosen = None if name is None else snapshot.trunks.get(name)
+    if chosen is not None and chosen.kind is kind and not chosen.tenant_name:
+        return chosen
+    return carrier_trunk(snapshot, kind)
+
+
 def _tenant_trunk(snapshot: ConfigSnapshot, tenant_name: str, kind: TrunkKind) -> TrunkEntry | None:
     """The tenant's own trunk of `kind` (first by name), if any."""
     candidates = sorted(
@@ -467,10 +509,15 @@ def _restricted(
 
 
 def identity_trusted(trunk: TrunkEntry | None) -> bool:
-    """Rule 7: a destination in our trust domain (RFC 3325 §2 Spec(T)): a carrier trunk
-    (PSTN or mobile network). Phones (None), customer PBXs and external gateways (the
-    customer's equipment) are not."""
-    return trunk is not None and trunk.kind in (TrunkKind.PSTN, TrunkKind.MOBILE_NETWORK)
+    """Rule 7: a destination in our trust domain (RFC 3325 §2 Spec(T)): the trunk's
+    `identity_trusted` setting when it has one, else by kind: a carrier trunk (PSTN or
+    mobile network) is, customer PBXs and external gateways (the customer's equipment) are
+    not. Phones (None) never are. Only what we send depends on it (rule 1)."""
+    if trunk is None:
+        return False
+    if trunk.identity_trusted is not None:
+        return trunk.identity_trusted
+    return trunk.kind in (TrunkKind.PSTN, TrunkKind.MOBILE_NETWORK)
 
 
 def _presentation(dialled: str | None) -> tuple[bool | None, str | None]:
@@ -600,7 +647,7 @@ def _internal(
         route = _trunk_route(
             callee.address_of_record,
             line.msisdn,
-            carrier_trunk(snapshot, TrunkKind.MOBILE_NETWORK),
+            outbound_trunk(snapshot, callee.tenant_name, TrunkKind.MOBILE_NETWORK),
             timeout,
             kind,
             from_address,
@@ -635,7 +682,7 @@ def _external(origin: Origin, dialled: str, snapshot: ConfigSnapshot) -> CallRou
         return _trunk_route(
             callee,
             dialled,
-            carrier_trunk(snapshot, TrunkKind.PSTN),
+            outbound_trunk(snapshot, origin.tenant_name, TrunkKind.PSTN),
             EXTERNAL_NO_ANSWER_TIMEOUT,
             kind,
             f"<sip:{national}@{domain}>",
@@ -670,7 +717,7 @@ def _emergency(origin: Origin, dialled: str, snapshot: ConfigSnapshot) -> CallRo
     return _trunk_route(
         f"tel:{dialled}",
         dialled,
-        carrier_trunk(snapshot, TrunkKind.PSTN),
+        outbound_trunk(snapshot, origin.tenant_name, TrunkKind.PSTN),
         EXTERNAL_NO_ANSWER_TIMEOUT,
         kind,
         f"<sip:{number}@{origin.domain}>",
