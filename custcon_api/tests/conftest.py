@@ -233,3 +233,21 @@ def notifying_client(
     """The app publishing on `notifier` (which `subscriber` listens to)."""
     with TestClient(create_app(session_factory, clock=clock, notifier=notifier)) as client:
         yield client
+
+
+@pytest.fixture
+def api(notifying_client: TestClient) -> TestClient:
+    """The app most API tests drive: `notifying_client` (a module may define its own)."""
+    return notifying_client
+
+
+@pytest.fixture
+def operator(api: TestClient) -> dict[str, str]:
+    """The operator's Authorization header on `api`."""
+    return bearer(token_for(api, "operator"))
+
+
+@pytest.fixture
+def admin(api: TestClient) -> dict[str, str]:
+    """The demo tenant administrator's Authorization header on `api`."""
+    return bearer(token_for(api, "admin@demo"))

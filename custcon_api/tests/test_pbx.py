@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,21 +22,6 @@ TENANTS = "/api/v1/tenants"
 TRUNKS = "/api/v1/trunks"
 DEMO = f"{TENANTS}/demo"
 HOLDER = "デモ株式会社"
-
-
-@pytest.fixture
-def api(notifying_client: TestClient) -> TestClient:
-    return notifying_client
-
-
-@pytest.fixture
-def operator(api: TestClient) -> dict[str, str]:
-    return bearer(token_for(api, "operator"))
-
-
-@pytest.fixture
-def admin(api: TestClient) -> dict[str, str]:
-    return bearer(token_for(api, "admin@demo"))
 
 
 def audit_rows(session_factory: sessionmaker[Session], action: str) -> list[AuditLog]:

@@ -16,23 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloudpbx.models import Tenant, Trunk
 from cloudpbx.notify import CONFIG
 
-from .conftest import Subscriber, bearer, token_for
+from .conftest import Subscriber
 from .test_pbx import DEMO, TENANTS, TRUNKS, add_pbx_trunk, audit_rows, locations
-
-
-@pytest.fixture
-def api(notifying_client: TestClient) -> TestClient:
-    return notifying_client
-
-
-@pytest.fixture
-def operator(api: TestClient) -> dict[str, str]:
-    return bearer(token_for(api, "operator"))
-
-
-@pytest.fixture
-def admin(api: TestClient) -> dict[str, str]:
-    return bearer(token_for(api, "admin@demo"))
 
 
 def add_trunk(

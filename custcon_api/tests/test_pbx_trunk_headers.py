@@ -13,19 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloudpbx.models import Trunk
 
-from .conftest import bearer, token_for
-
 TRUNKS = "/api/v1/trunks"
-
-
-@pytest.fixture
-def api(notifying_client: TestClient) -> TestClient:
-    return notifying_client
-
-
-@pytest.fixture
-def operator(api: TestClient) -> dict[str, str]:
-    return bearer(token_for(api, "operator"))
 
 
 def test_headers_are_created_shown_changed_and_cleared(

@@ -48,11 +48,6 @@ DEFAULT_SET = [
 ]
 
 
-@pytest.fixture
-def api(notifying_client: TestClient) -> TestClient:
-    return notifying_client
-
-
 class Tokens:
     """Bearer headers per login, logging in once each."""
 
