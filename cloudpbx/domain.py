@@ -33,12 +33,15 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 __all__ = [
+    "TENANT_CARRIER_TRUNK_SETTINGS",
     "MAX_PASSWORD_LENGTH",
     "MIN_PASSWORD_LENGTH",
     "PRODUCTION_PASSWORD_HASHER",
@@ -108,6 +111,13 @@ class TrunkKind(enum.StrEnum):
     """A customer's on-premise PBX (through its VoIP/SIP gateway)."""
     EXTERNAL_GATEWAY = "external_gateway"
     """A customer's external-line gateway (the gateway outbound option)."""
+
+
+TENANT_CARRIER_TRUNK_SETTINGS: Mapping[str, TrunkKind] = MappingProxyType(
+    {"pstn_trunk": TrunkKind.PSTN, "mobile_trunk": TrunkKind.MOBILE_NETWORK}
+)
+"""A tenant's outbound carrier trunk settings (operator settings naming a carrier-wide
+trunk) and the kind of trunk each must name; checked by provisioning and the API."""
 
 
 class TollFreeServiceType(enum.StrEnum):

@@ -138,6 +138,7 @@ from cloudpbx.audit_views import (
 from cloudpbx.domain import (
     MAX_ACCOUNTS_PER_TOLLFREE_NUMBER,
     MAX_PASSWORD_LENGTH,
+    TENANT_CARRIER_TRUNK_SETTINGS,
     AccountRole,
     AnnouncementLanguage,
     AreaKind,
@@ -627,8 +628,6 @@ def _span_overlaps(spans: Iterable[_NumberSpan]) -> list[tuple[_NumberSpan, _Num
     return found
 
 
-_TENANT_TRUNK_KINDS = (("pstn_trunk", TrunkKind.PSTN), ("mobile_trunk", TrunkKind.MOBILE_NETWORK))
-"""A tenant's outbound carrier trunk settings and the kind each must name."""
 
 
 def _check_tenant(
@@ -666,7 +665,7 @@ def _check_tenant(
                 issues.add(f"{path}.option_050", "must be true when number_050 is given")
             issues.first_seen(numbers_050, line.number_050, f"{path}.number_050", "050 number")
 
-    for key, wanted in _TENANT_TRUNK_KINDS:
+    for key, wanted in TENANT_CARRIER_TRUNK_SETTINGS.items():
         name = getattr(tenant, key)
         if name is None:
             continue
@@ -1443,7 +1442,7 @@ def _named_trunk_conflicts(session: Session, document: ProvisioningFile) -> list
     `_check_tenant`)."""
     conflicts: list[ProvisioningIssue] = []
     for index, spec in enumerate(document.trunks):
-        for key, kind in _TENANT_TRUNK_KINDS:
+        for key, kind in TENANT_CARRIER_TRUNK_SETTINGS.items():
             if spec.kind is kind and spec.tenant is None:
                 continue
             user = session.scalars(

@@ -37,7 +37,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
-from cloudpbx.domain import AccountRole, TrunkKind
+from cloudpbx.domain import TENANT_CARRIER_TRUNK_SETTINGS, AccountRole
 from cloudpbx.models import Account, Base, Extension, MobileLine, SipCredential, Site, Tenant, Trunk
 from cloudpbx.rules import same_contract_holder
 from custcon_api.deps import AppContext, Principal
@@ -95,8 +95,6 @@ def _domain_taken(session: Session, sip_domain: str, tenant_id: int | None) -> b
     )
 
 
-_CARRIER_TRUNK_FIELDS = {"pstn_trunk": TrunkKind.PSTN, "mobile_trunk": TrunkKind.MOBILE_NETWORK}
-"""A tenant's outbound carrier trunk settings and the kind each must name."""
 
 
 def _carrier_trunk_problems(session: Session, values: dict[str, str | None]) -> list[FieldProblem]:
@@ -105,7 +103,7 @@ def _carrier_trunk_problems(session: Session, values: dict[str, str | None]) -> 
     for field, name in values.items():
         if name is None:
             continue
-        kind = _CARRIER_TRUNK_FIELDS[field]
+        kind = TENANT_CARRIER_TRUNK_SETTINGS[field]
         trunk = session.scalars(select(Trunk).where(Trunk.name == name)).one_or_none()
         if trunk is None:
             problems.append(FieldProblem(field, "unknown_trunk", "names no trunk"))
@@ -197,7 +195,7 @@ def update_tenant(
     before = tenant_view(tenant)
     trunk_settings: dict[str, str | None] = {
         field: getattr(body, field)
-        for field in _CARRIER_TRUNK_FIELDS
+        for field in TENANT_CARRIER_TRUNK_SETTINGS
         if field in body.model_fields_set
     }
     problems = _carrier_trunk_problems(session, trunk_settings)

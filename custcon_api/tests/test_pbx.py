@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -124,8 +125,18 @@ def test_operator_creates_reads_changes_and_deletes_a_tenant(
     assert api.get(f"{TENANTS}/acme", headers=operator).status_code == 404
 
 
+ACME = {"name": "acme", "contract_holder_name": "X", "sip_domain": "acme.example.jp"}
+"""A new tenant's minimal contract information."""
+
+
+def post_acme(api: TestClient, operator: dict[str, str], **fields: object) -> Response:
+    """The operator creates tenant `acme` (`ACME`) with `fields` added."""
+    response: Response = api.post(TENANTS, headers=operator, json={**ACME, **fields})
+    return response
+
+
 def test_tenant_conflicts_and_validation(api: TestClient, operator: dict[str, str]) -> None:
-    base = {"name": "acme", "contract_holder_name": "X", "sip_domain": "acme.example.jp"}
+    base = ACME
     assert api.post(TENANTS, headers=operator, json={**base, "name": "demo"}).status_code == 409
     taken = api.post(TENANTS, headers=operator, json={**base, "sip_domain": "127.0.0.1"})
     assert taken.status_code == 409
@@ -172,16 +183,7 @@ def test_announcement_language_is_a_tenant_setting_the_admin_may_change(
         for value in ("fr", "EN", None, 1):
             bad = api.patch(DEMO, headers=headers, json={"announcement_language": value})
             assert bad.status_code == 422 and locations(bad) == ["announcement_language"], value
-    bad = api.post(
-        TENANTS,
-        headers=operator,
-        json={
-            "name": "acme",
-            "contract_holder_name": "X",
-            "sip_domain": "acme.example.jp",
-            "announcement_language": "de",
-        },
-    )
+    bad = post_acme(api, operator, announcement_language="de")
     assert bad.status_code == 422 and locations(bad) == ["announcement_language"]
     # The admin changes only the tenant's own settings, not the contract information:
     # 403 for the whole request, nothing written.
@@ -193,16 +195,7 @@ def test_announcement_language_is_a_tenant_setting_the_admin_may_change(
     # The operator may set it too, and at creation.
     back = api.patch(DEMO, headers=operator, json={"announcement_language": "ja"})
     assert back.status_code == 200 and back.json()["announcement_language"] == "ja"
-    created = api.post(
-        TENANTS,
-        headers=operator,
-        json={
-            "name": "acme",
-            "contract_holder_name": "X",
-            "sip_domain": "acme.example.jp",
-            "announcement_language": "en",
-        },
-    )
+    created = post_acme(api, operator, announcement_language="en")
     assert created.status_code == 201 and created.json()["announcement_language"] == "en"
 
 

@@ -17,7 +17,7 @@ from cloudpbx.models import Tenant, Trunk
 from cloudpbx.notify import CONFIG
 
 from .conftest import Subscriber
-from .test_pbx import DEMO, TENANTS, TRUNKS, add_pbx_trunk, audit_rows, locations
+from .test_pbx import DEMO, TRUNKS, add_pbx_trunk, audit_rows, locations, post_acme
 
 
 def add_trunk(
@@ -73,16 +73,7 @@ def test_the_operator_sets_and_clears_a_tenants_carrier_trunks(
     assert (cleared.json()["pstn_trunk"], cleared.json()["mobile_trunk"]) == (None, "mobile-b")
     assert subscriber.received() == [CONFIG]
     # At creation too.
-    created = api.post(
-        TENANTS,
-        headers=operator,
-        json={
-            "name": "acme",
-            "contract_holder_name": "X",
-            "sip_domain": "acme.example.jp",
-            "pstn_trunk": "pstn-b",
-        },
-    )
+    created = post_acme(api, operator, pstn_trunk="pstn-b")
     assert created.status_code == 201, created.text
     assert (created.json()["pstn_trunk"], created.json()["mobile_trunk"]) == ("pstn-b", None)
     (create_row,) = audit_rows(session_factory, "tenant.create")
@@ -140,16 +131,7 @@ def test_a_carrier_trunk_of_the_right_kind_is_required(
         "must name a mobile_network trunk",
         "must name a carrier-wide trunk (no tenant)",
     }
-    create = api.post(
-        TENANTS,
-        headers=operator,
-        json={
-            "name": "acme",
-            "contract_holder_name": "X",
-            "sip_domain": "acme.example.jp",
-            "mobile_trunk": "pstn-b",
-        },
-    )
+    create = post_acme(api, operator, mobile_trunk="pstn-b")
     assert create.status_code == 422 and locations(create) == ["mobile_trunk"]
     assert audit_rows(session_factory, "tenant.update") == []
     assert audit_rows(session_factory, "tenant.create") == []

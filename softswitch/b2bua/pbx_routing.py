@@ -422,11 +422,10 @@ def outbound_trunk(
     tenant = None if tenant_name is None else snapshot.tenants.get(tenant_name)
     name = None
     if tenant is not None:
-        settings = {
-            TrunkKind.PSTN: tenant.pstn_trunk,
-            TrunkKind.MOBILE_NETWORK: tenant.mobile_trunk,
-        }
-        name = settings.get(kind)
+        if kind is TrunkKind.PSTN:
+            name = tenant.pstn_trunk
+        elif kind is TrunkKind.MOBILE_NETWORK:
+            name = tenant.mobile_trunk
     chosen = None if name is None else snapshot.trunks.get(name)
     if chosen is not None and chosen.kind is kind and not chosen.tenant_name:
         return chosen

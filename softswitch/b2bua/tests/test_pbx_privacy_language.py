@@ -16,7 +16,6 @@ import pytest
 
 from cloudpbx.domain import AnnouncementLanguage
 from cloudpbx.snapshot import ConfigSnapshot, TenantEntry
-from softswitch.b2bua.announcement_call import OpenMedia, PlayAnnouncement
 from softswitch.b2bua.pbx_routing import (
     announcement_name,
     identity_trusted,
@@ -38,7 +37,6 @@ from .test_pbx_routing import (
     FROM_PBX,
     FROM_PSTN,
     MOBILE,
-    OFFER,
     PHONE_1001,
     SNAPSHOT,
     TRUNKS,
@@ -51,6 +49,7 @@ from .test_pbx_routing import (
     routed,
     sent,
     service_for,
+    start_restricted_call,
     switch_endpoint,
 )
 
@@ -68,6 +67,20 @@ def in_language(config: ConfigSnapshot, language: AnnouncementLanguage) -> Confi
 
 
 ENGLISH = in_language(SNAPSHOT, AnnouncementLanguage.EN)
+
+
+def with_english_other_tenant() -> ConfigSnapshot:
+    """The demo snapshot plus a tenant `other` speaking English."""
+    other = TenantEntry(
+        "other",
+        "他社",
+        "other.example.com",
+        ("Osaka",),
+        announcement_language=AnnouncementLanguage.EN,
+    )
+    return dataclasses.replace(
+        SNAPSHOT, tenants=MappingProxyType({**SNAPSHOT.tenants, "other": other})
+    )
 
 
 def pai(decision: CallRoute) -> str | None:
@@ -284,16 +297,7 @@ def test_refusals_play_in_the_callers_tenants_language() -> None:
 
 def test_only_the_callers_tenant_decides_the_language() -> None:
     # Another tenant in English changes nothing for the demo tenant's callers.
-    other = TenantEntry(
-        "other",
-        "他社",
-        "other.example.com",
-        ("Osaka",),
-        announcement_language=AnnouncementLanguage.EN,
-    )
-    config = dataclasses.replace(
-        SNAPSHOT, tenants=MappingProxyType({**SNAPSHOT.tenants, "other": other})
-    )
+    config = with_english_other_tenant()
     decision = route(from_mobile("0312345678", "+819012340002"), FROM_MOBILE, config)
     assert isinstance(decision, CallRejection) and decision.announcement == "call_restricted_ja"
     assert tenant_language(config, "other") is AnnouncementLanguage.EN
@@ -303,16 +307,7 @@ def test_only_the_callers_tenant_decides_the_language() -> None:
 
 
 def test_the_voicemail_greeting_is_in_the_mailbox_owners_language() -> None:
-    english_other = TenantEntry(
-        "other",
-        "他社",
-        "other.example.com",
-        ("Osaka",),
-        announcement_language=AnnouncementLanguage.EN,
-    )
-    config = dataclasses.replace(
-        SNAPSHOT, tenants=MappingProxyType({**SNAPSHOT.tenants, "other": english_other})
-    )
+    config = with_english_other_tenant()
     assert greeting_name(config, Mailbox("demo", "1001", DOMAIN)) == "voicemail_greeting_ja"
     assert greeting_name(config, Mailbox("other", "1001", "other.example.com")) == (
         "voicemail_greeting_en"
@@ -348,19 +343,7 @@ def test_the_switch_plays_an_english_tenants_refusal_in_english() -> None:
     endpoint = switch_endpoint()
     service = service_for(endpoint)
     service.replace_snapshot(ENGLISH)
-    service.enable_announcements()
-    request = invite(
-        "0312345678",
-        caller="+819012340002",
-        caller_host="ims.example.net",
-        extra="P-Asserted-Identity: <sip:+819012340002@ims.example.net>\r\n",
-        body=OFFER,
-    )
-    assert deliver(endpoint, service, request, MOBILE) is None
-    assert service.next_media_effect() == OpenMedia("c1")
-    service.media_opened("c1", ("192.0.2.10", 30000), 0.1)
-    play = service.next_media_effect()
-    assert isinstance(play, PlayAnnouncement) and play.announcement == "call_restricted_en"
+    assert start_restricted_call(endpoint, service).announcement == "call_restricted_en"
 
 
 def test_the_service_greets_in_the_mailbox_tenants_language() -> None:

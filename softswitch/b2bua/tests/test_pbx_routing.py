@@ -580,9 +580,9 @@ OFFER = (
 )
 
 
-def test_a_refusal_announcement_plays_as_early_media_then_403() -> None:
-    endpoint = switch_endpoint()
-    service = service_for(endpoint)
+def start_restricted_call(endpoint: SipEndpoint, service: CallService) -> PlayAnnouncement:
+    """A mobile line without external options dials a full number (call `c1`, with an
+    offer): the service opens media for the refusal; what it then plays."""
     service.enable_announcements()
     request = invite(
         "0312345678",
@@ -595,7 +595,14 @@ def test_a_refusal_announcement_plays_as_early_media_then_403() -> None:
     assert service.next_media_effect() == OpenMedia("c1")
     service.media_opened("c1", ("192.0.2.10", 30000), 0.1)
     play = service.next_media_effect()
-    assert isinstance(play, PlayAnnouncement) and play.announcement == "call_restricted_ja"
+    assert isinstance(play, PlayAnnouncement)
+    return play
+
+
+def test_a_refusal_announcement_plays_as_early_media_then_403() -> None:
+    endpoint = switch_endpoint()
+    service = service_for(endpoint)
+    assert start_restricted_call(endpoint, service).announcement == "call_restricted_ja"
     responses = [m for m, _ in sent(endpoint) if isinstance(m, Response)]
     early = [m for m in responses if m.status_code == 183]
     assert len(early) == 1 and b"m=audio 30000" in early[0].body
